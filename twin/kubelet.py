@@ -1,0 +1,316 @@
+"""The kubelet twin: keeps Nodes Ready (leases), runs bound pods through their phases, serves logs.
+
+The API server proxies ``pods/log`` to ``https://<InternalIP>:<kubeletEndpoint.Port>/containerLogs``;
+one HTTPS server here answers for every node, with a certificate the cluster CA signed (the API
+server verifies it), so ``kubectl logs`` and ``kubernetes.core.k8s_log`` work through the real API.
+"""
+
+import datetime
+import hashlib
+import http.server
+import json
+import logging
+import ssl
+import threading
+import urllib.parse
+
+from . import workloads
+from .controller import Controller
+from .kube import ApiError, path
+
+log = logging.getLogger("twin.kubelet")
+
+LEASE_SECONDS = 40
+RENEW_EVERY = 10
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_micro():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Logs:
+    """Container logs by (namespace, pod, container); followers wait on a condition."""
+
+    def __init__(self):
+        self._data = {}
+        self._done = set()
+        self._cond = threading.Condition()
+
+    def write(self, key, text, done=False):
+        with self._cond:
+            self._data[key] = self._data.get(key, "") + text
+            if done:
+                self._done.add(key)
+            self._cond.notify_all()
+
+    def read(self, key):
+        with self._cond:
+            return self._data.get(key)
+
+    def follow(self, key, offset, timeout):
+        with self._cond:
+            self._cond.wait_for(lambda: len(self._data.get(key, "")) > offset or key in self._done, timeout)
+            return self._data.get(key, "")[offset:], key in self._done
+
+    def forget(self, namespace, pod):
+        with self._cond:
+            for key in [k for k in self._data if k[:2] == (namespace, pod)]:
+                self._data.pop(key, None)
+                self._done.discard(key)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    logs = None
+
+    def log_message(self, fmt, *args):
+        log.debug(fmt, *args)
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        url = urllib.parse.urlparse(self.path)
+        query = urllib.parse.parse_qs(url.query)
+        parts = url.path.strip("/").split("/")
+        if parts == ["healthz"]:
+            return self._send(200, "ok")
+        if len(parts) != 4 or parts[0] != "containerLogs":
+            return self._send(404, "not found")
+        key = tuple(parts[1:])
+        text = self.logs.read(key)
+        if text is None:
+            return self._send(404, f"container {parts[3]} of pod {parts[1]}/{parts[2]} has no log (not started)")
+        if query.get("follow", ["false"])[0] == "true":
+            return self._follow(key)
+        tail = query.get("tailLines")
+        if tail:
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[-int(tail[0]):]) if int(tail[0]) > 0 else ""
+        limit = query.get("limitBytes")
+        if limit:
+            text = text.encode()[: int(limit[0])].decode("utf-8", "ignore")
+        return self._send(200, text)
+
+    def _send(self, code, text):
+        body = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _follow(self, key):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        offset = 0
+        while True:
+            chunk, done = self.logs.follow(key, offset, timeout=30)
+            if chunk:
+                data = chunk.encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+                offset += len(chunk)
+            if done:
+                break
+        self.wfile.write(b"0\r\n\r\n")
+
+
+class LogServer:
+    def __init__(self, port, cert, key, ca, logs):
+        handler = type("Handler", (_Handler,), {"logs": logs})
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd.daemon_threads = True
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca))
+        ctx.load_cert_chain(str(cert), str(key))
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+
+    def start(self):
+        threading.Thread(target=self.httpd.serve_forever, name="kubelet-logs", daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+
+
+class NodeAgent:
+    """Leases and the Ready condition of every twin node (what each kubelet does for its node)."""
+
+    def __init__(self, world, stop):
+        self.world = world
+        self.kube = world.kube
+        self.stop = stop
+        world.subscribe(self.report)
+
+    def report(self, host):
+        ready = host.ready
+        conditions = [
+            {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory"},
+            {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure"},
+            {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID"},
+            {"type": "Ready", "status": "True" if ready else "False",
+             "reason": "KubeletReady" if ready else "KubeletNotReady",
+             "message": "kubelet is posting ready status" if ready else "node is rebooting"},
+        ]
+        for c in conditions:
+            c["lastHeartbeatTime"] = now()
+            c["lastTransitionTime"] = now()
+        body = {"status": {"conditions": conditions}}
+        self.kube.request("PATCH", path("v1", "nodes", host.name, subresource="status"), body,
+                          content_type="application/strategic-merge-patch+json")
+
+    def renew(self, name):
+        p = path("coordination.k8s.io/v1", "leases", name, "kube-node-lease")
+        host = self.world.host(name)
+        if not host.ready:
+            return  # a rebooting node stops renewing, as a real kubelet does
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                 "metadata": {"name": name, "namespace": "kube-node-lease"},
+                 "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now_micro()}}
+        try:
+            self.kube.merge_patch(p, {"spec": {"renewTime": now_micro(), "holderIdentity": name}})
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            self.kube.create(path("coordination.k8s.io/v1", "leases", namespace="kube-node-lease"), lease)
+
+    def run(self):
+        for host in self.world.hosts.values():
+            self.report(host)
+        while not self.stop.is_set():
+            for name in self.world.hosts:
+                try:
+                    self.renew(name)
+                except Exception as exc:  # the API may be restarting; the next heartbeat retries
+                    log.warning("lease renewal for %s failed: %s", name, exc)
+            # A heartbeat is periodic by nature: kubelets renew their lease every 10 seconds.
+            self.stop.wait(RENEW_EVERY)
+
+
+class PodRunner(Controller):
+    """Moves pods bound to twin nodes through their phases and records their logs."""
+
+    name = "kubelet-pods"
+    api_version = "v1"
+    plural = "pods"
+
+    def __init__(self, world, logs):
+        super().__init__(world)
+        self.logs = logs
+        self.started = {}  # uid -> monotonic start decided
+
+    def reconcile(self, key):
+        namespace, name = key
+        pod = self.cache("v1", "pods").get(name, namespace)
+        if pod is None:
+            self.logs.forget(namespace, name)
+            return None
+        node = pod["spec"].get("nodeName")
+        host = self.world.host(node) if node else None
+        if host is None:
+            return None
+        p = path("v1", "pods", name, namespace)
+        if pod["metadata"].get("deletionTimestamp"):
+            # Containers stop at once on a twin; confirm the deletion like a kubelet does.
+            try:
+                self.kube.request("DELETE", p, {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                                                "preconditions": {"uid": pod["metadata"]["uid"]}})
+            except ApiError as exc:
+                if exc.status not in (404, 409):
+                    raise
+            return None
+        phase = pod.get("status", {}).get("phase", "Pending")
+        if phase in ("Succeeded", "Failed"):
+            return None
+        if not host.ready:
+            return None  # the node is down; the pod resumes when it is back (the Node event requeues)
+        statuses = pod.get("status", {}).get("containerStatuses") or []
+        if phase == "Running" and statuses and all(s.get("state", {}).get("running") for s in statuses):
+            return None
+        uid = pod["metadata"]["uid"]
+        if uid not in self.started:
+            self.started[uid] = True
+            return self.world.timings["pod_start"] or 0.01
+        self.start(pod, host, p)
+        return None
+
+    def map_event(self, kind, obj):
+        # A node coming back (Ready again) resumes the pods bound to it.
+        return [(o["metadata"]["namespace"], o["metadata"]["name"])
+                for o in self.cache("v1", "pods").items() if o["spec"].get("nodeName") == obj["metadata"]["name"]]
+
+    watches = (("v1", "nodes"),)
+
+    def start(self, pod, host, p):
+        meta = pod["metadata"]
+        results = []
+        for container in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
+            ctx = workloads.Context(pod=pod, container=container, host=host, world=self.world)
+            try:
+                result = workloads.resolve(ctx).run(ctx)
+            except Exception as exc:  # a workload's bug shows as a failed container, not a dead kubelet
+                log.exception("workload for %s/%s failed", meta["name"], container["name"])
+                result = workloads.Result(exit_code=128, log=f"twin workload error: {exc}\n")
+            self.logs.write((meta["namespace"], meta["name"], container["name"]), result.log, done=not result.running)
+            results.append((container, result))
+        init_names = {c["name"] for c in pod["spec"].get("initContainers", [])}
+        ts = now()
+        container_id = lambda c: "cri-o://" + hashlib.sha256((meta["uid"] + c["name"]).encode()).hexdigest()  # noqa: E731
+
+        def state(c, r):
+            if r.running:
+                return {"running": {"startedAt": ts}}
+            return {"terminated": {"exitCode": r.exit_code, "reason": "Completed" if r.exit_code == 0 else "Error",
+                                   "startedAt": ts, "finishedAt": ts, "containerID": container_id(c)}}
+
+        def status_of(c, r):
+            return {"name": c["name"], "image": c.get("image", ""), "imageID": c.get("image", ""),
+                    "containerID": container_id(c), "restartCount": 0, "ready": r.running,
+                    "started": r.running, "state": state(c, r)}
+
+        main = [(c, r) for c, r in results if c["name"] not in init_names]
+        if all(r.running for _, r in main):
+            phase = "Running"
+        elif all(not r.running and r.exit_code == 0 for _, r in main):
+            phase = "Succeeded"
+        elif all(not r.running for _, r in main):
+            phase = "Failed"
+        else:
+            phase = "Running"
+        ready = phase == "Running"
+        index = int(hashlib.sha256(meta["uid"].encode()).hexdigest()[:4], 16)
+        status = {
+            "phase": phase,
+            "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}],
+            "podIP": f"10.128.{index // 250 % 250}.{index % 250 + 2}",
+            "startTime": ts,
+            "conditions": [
+                {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": ts},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": ts},
+                {"type": "Ready", "status": str(ready), "lastTransitionTime": ts,
+                 **({} if ready else {"reason": "PodCompleted"})},
+                {"type": "ContainersReady", "status": str(ready), "lastTransitionTime": ts,
+                 **({} if ready else {"reason": "PodCompleted"})},
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": ts},
+            ],
+            "containerStatuses": [status_of(c, r) for c, r in main],
+        }
+        if init_names:
+            status["initContainerStatuses"] = [status_of(c, r) for c, r in results if c["name"] in init_names]
+        status["podIPs"] = [{"ip": status["podIP"]}]
+        self.kube.request("PATCH", p + "/status", {"status": status},
+                          content_type="application/strategic-merge-patch+json")
+
+
+def start(manager, world, state_dir, port, stop):
+    logs = Logs()
+    pki = state_dir / "pki"
+    server = LogServer(port, pki / "kubelet.crt", pki / "kubelet.key", pki / "ca.crt", logs)
+    server.start()
+    agent = NodeAgent(world, stop)
+    threading.Thread(target=agent.run, name="kubelet-leases", daemon=True).start()
+    manager.add(PodRunner(world, logs))
+    return server, logs
