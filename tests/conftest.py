@@ -24,3 +24,181 @@ def shared_path(*parts) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the team's shared folder is needed (set CGPU_SHARED_DIR)")
     return path
+
+
+# -- the twin cluster -------------------------------------------------------------------------------
+#
+# One twin per profile per test session, started on first use and stopped (by PID) at the end;
+# a namespace per test; an audit window to count a block's API requests. With
+# ``--twin-crds=upstream`` the twins load the real upstream CRDs from ../shared/crds.
+
+import json  # noqa: E402
+import os as _os  # noqa: E402
+import subprocess  # noqa: E402
+import uuid  # noqa: E402
+
+import yaml  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption("--twin-crds", choices=("twin", "upstream"), default=os.environ.get("CGPU_TWIN_CRDS", "twin"),
+                     help="CRDs the twin clusters serve: the team's own, or the real ones from ../shared/crds")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "twin: needs a twin cluster (starts one per profile per session)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+class TwinHandle:
+    """What a test needs of a running twin."""
+
+    def __init__(self, cluster, profile):
+        from twin.audit import AuditLog
+
+        self.cluster = cluster
+        self.profile = profile
+        self.kubeconfig = str(cluster.kubeconfig)
+        self.kube = cluster.kube("admin")
+        self.audit = AuditLog(cluster.state / "logs" / "audit.log")
+        self.state = cluster.state
+
+    def env(self):
+        """Environment for ansible-playbook/molecule: kubernetes.core reads K8S_AUTH_*."""
+        return {"K8S_AUTH_KUBECONFIG": self.kubeconfig}
+
+    def set_faults(self, faults):
+        """Replace the runtime faults (see twin.controllers.faults)."""
+        from twin.kube import path
+
+        self.kube.merge_patch(path("v1", "configmaps", "twin-faults", "twin-system"),
+                              {"data": {"faults.yaml": yaml.safe_dump(faults)}})
+
+
+@pytest.fixture(scope="session")
+def twin_crds(request):
+    mode = request.config.getoption("--twin-crds")
+    if mode == "upstream":
+        return shared_path("crds")
+    return None
+
+
+@pytest.fixture(scope="session")
+def twin_factory(tmp_path_factory, twin_crds):
+    from twin.cluster import Cluster
+
+    started = {}
+
+    def get(profile="default"):
+        if profile not in started:
+            state = tmp_path_factory.mktemp(f"twin-{profile}")
+            cluster = Cluster(f"test-{profile}", state)
+            cluster.up(profile, conformance=twin_crds, log=lambda msg: None)
+            started[profile] = TwinHandle(cluster, profile)
+        return started[profile]
+
+    yield get
+    for handle in started.values():
+        survivors = handle.cluster.down()
+        _keep_logs(handle)
+        assert not survivors, f"twin processes left running after down: {survivors}"
+
+
+def _keep_logs(handle):
+    """Copy the twin's logs to tests/output so CI keeps them as artifacts."""
+    import shutil
+
+    target = REPO / "tests" / "output" / "twin-logs" / handle.cluster.name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(handle.state / "logs", target, dirs_exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def twin(twin_factory):
+    """The default twin: 3 TDX workers with H100."""
+    return twin_factory("default")
+
+
+@pytest.fixture
+def namespace(twin, request):
+    from twin.kube import path
+
+    name = "t-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:40].strip("-")
+    name = f"{name}-{uuid.uuid4().hex[:5]}"
+    twin.kube.create(path("v1", "namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    twin.kube.delete(path("v1", "namespaces", name))
+
+
+# -- running playbooks the way users do ---------------------------------------------------------------
+
+
+class PlaybookRun:
+    def __init__(self, proc):
+        self.proc = proc
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        try:
+            self.json = json.loads(proc.stdout[proc.stdout.index("{"):])
+        except ValueError:
+            self.json = None
+
+    def results(self, task_name):
+        """Per-host results of the named task (json callback)."""
+        found = []
+        for play in (self.json or {}).get("plays", []):
+            for task in play.get("tasks", []):
+                if task["task"]["name"] == task_name:
+                    found.extend(task["hosts"].values())
+        return found
+
+    def result(self, task_name):
+        results = self.results(task_name)
+        assert results, f"task {task_name!r} did not run; stderr: {self.stderr[-2000:]}"
+        return results[0]
+
+    @property
+    def stats(self):
+        return (self.json or {}).get("stats", {})
+
+
+def ansible_env(extra=None):
+    env = dict(_os.environ)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+        "ANSIBLE_HOME": str(REPO / "build" / "ansible-home"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_NOCOLOR": "1",
+    })
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture
+def run_playbook(tmp_path):
+    """run_playbook(playbook_yaml_or_path, env=twin.env(), extra_vars={}, check=False, diff=False, args=[])."""
+
+    def run(playbook, env=None, extra_vars=None, check=False, diff=False, args=(), callback="json"):
+        if isinstance(playbook, (str,)) and "\n" in playbook or isinstance(playbook, list):
+            file = tmp_path / f"playbook-{uuid.uuid4().hex[:6]}.yml"
+            file.write_text(playbook if isinstance(playbook, str) else yaml.safe_dump(playbook))
+            playbook = file
+        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)]
+        if extra_vars:
+            cmd += ["-e", json.dumps(extra_vars)]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        cmd += list(args)
+        extra = dict(env or {})
+        if callback != "json":
+            extra["ANSIBLE_STDOUT_CALLBACK"] = callback
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(extra), cwd=REPO, timeout=900)
+        return PlaybookRun(proc)
+
+    return run

@@ -121,4 +121,4 @@ def install(kube, crds, timeout=60):
 
 def _established(crd):
     return any(c.get("type") == "Established" and c.get("status") == "True"
-               for c in crd.get("status", {}).get("conditions", []))
+               for c in (crd.get("status") or {}).get("conditions") or [])

@@ -1,5 +1,8 @@
 """Operator twins are plug-ins: each module here has ``register(manager, world)``.
 
+A plug-in may also have ``seed(kube, profile)``: objects that exist before the collection runs
+(catalog contents, rendered MachineConfigs…), created by ``twin up`` before it reports ready.
+
 The list is the one place that says which twins run; later twins (OLM, NFD, MCO, GPU operator,
 OSC, Trustee) add their module name to it.
 """
@@ -15,3 +18,10 @@ PLUGINS = [
 def register_all(manager, world):
     for name in PLUGINS:
         importlib.import_module(name).register(manager, world)
+
+
+def seed_all(kube, profile):
+    for name in PLUGINS:
+        module = importlib.import_module(name)
+        if hasattr(module, "seed"):
+            module.seed(kube, profile)
