@@ -139,7 +139,7 @@ class CgpuModule(AnsibleK8SModule):
             found = self.client.get(resource, namespace=namespace, label_selector=label_selector)
         except (ApiException, DynamicApiError) as exc:
             raise CoreException("Failed to list {0}: {1}".format(kind, api_error_message(exc)))
-        return [item for item in found.to_dict().get("items", [])], True
+        return list(found.to_dict().get("items", [])), True
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -216,4 +216,3 @@ def _key(obj):
 
 def _ref(name, namespace):
     return "{0}/{1}".format(namespace, name) if namespace else str(name)
-

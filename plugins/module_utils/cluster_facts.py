@@ -38,7 +38,7 @@ def parse_version(text):
     """(major, minor, patch) of an OpenShift version string such as ``4.21.9`` or ``4.21.0-rc.2``."""
     if not text:
         return None
-    core = str(text).split("-")[0].split("+")[0]
+    core = str(text).split("-", maxsplit=1)[0].split("+", maxsplit=1)[0]
     parts = core.split(".")
     try:
         numbers = tuple(int(p) for p in parts[:3])

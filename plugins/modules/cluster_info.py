@@ -11,7 +11,7 @@ module: cluster_info
 short_description: Describe an OpenShift cluster as confidential GPU workloads see it
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Reads the OpenShift version (C(ClusterVersion)), the platform (C(Infrastructure)), every node with its roles,
     CPU TEE labels, GPU labels and C(nvidia.com/pgpu) allocatable, the installed operators (ClusterServiceVersions),
@@ -74,28 +74,78 @@ nodes:
   type: list
   elements: dict
   contains:
-    name: {description: Node name., type: str, returned: always}
-    roles: {description: Roles from C(node-role.kubernetes.io/*) labels., type: list, elements: str, returned: always}
-    ready: {description: Whether the Ready condition is True., type: bool, returned: always}
-    schedulable: {description: False when the node is cordoned., type: bool, returned: always}
-    tee: {description: Enabled CPU TEE types from NFD labels (C(tdx), C(snp))., type: list, elements: str, returned: always}
-    tee_labels: {description: The CPU-security and OSC TEE labels as found., type: dict, returned: always}
-    gpu_present: {description: Whether an NVIDIA GPU label is present., type: bool, returned: always}
-    gpu_labels: {description: Every C(nvidia.com/*) and NVIDIA PCI label., type: dict, returned: always}
-    cc_mode_state: {description: Value of C(nvidia.com/cc.mode.state)., type: str, returned: always}
-    cc_ready_state: {description: Value of C(nvidia.com/cc.ready.state)., type: str, returned: always}
-    pgpu_allocatable: {description: Allocatable C(nvidia.com/pgpu)., type: int, returned: always}
+    name:
+      description: Node name.
+      type: str
+      returned: always
+    roles:
+      description: Roles from C(node-role.kubernetes.io/*) labels.
+      type: list
+      elements: str
+      returned: always
+    ready:
+      description: Whether the Ready condition is True.
+      type: bool
+      returned: always
+    schedulable:
+      description: False when the node is cordoned.
+      type: bool
+      returned: always
+    tee:
+      description: Enabled CPU TEE types from NFD labels, V(tdx) or V(snp).
+      type: list
+      elements: str
+      returned: always
+    tee_labels:
+      description: The CPU-security and OSC TEE labels as found.
+      type: dict
+      returned: always
+    gpu_present:
+      description: Whether an NVIDIA GPU label is present.
+      type: bool
+      returned: always
+    gpu_labels:
+      description: Every C(nvidia.com/*) and NVIDIA PCI label.
+      type: dict
+      returned: always
+    cc_mode_state:
+      description: Value of C(nvidia.com/cc.mode.state).
+      type: str
+      returned: always
+    cc_ready_state:
+      description: Value of C(nvidia.com/cc.ready.state).
+      type: str
+      returned: always
+    pgpu_allocatable:
+      description: Allocatable C(nvidia.com/pgpu).
+      type: int
+      returned: always
 operators:
   description: Installed operators (ClusterServiceVersions, OLM copies left out).
   returned: always
   type: list
   elements: dict
   contains:
-    name: {description: CSV name., type: str, returned: always}
-    namespace: {description: Namespace of the CSV., type: str, returned: always}
-    package: {description: OLM package when it is one this collection manages, else null., type: str, returned: always}
-    version: {description: CSV version., type: str, returned: always}
-    phase: {description: CSV phase, for example C(Succeeded)., type: str, returned: always}
+    name:
+      description: CSV name.
+      type: str
+      returned: always
+    namespace:
+      description: Namespace of the CSV.
+      type: str
+      returned: always
+    package:
+      description: OLM package when it is one this collection manages, otherwise null.
+      type: str
+      returned: always
+    version:
+      description: CSV version.
+      type: str
+      returned: always
+    phase:
+      description: CSV phase, for example V(Succeeded).
+      type: str
+      returned: always
 runtime_classes:
   description: Runtime classes with handler, scheduling node selector and overhead.
   returned: always

@@ -1,6 +1,5 @@
 """The twin behaves like a cluster where it matters: real scheduling, logs through the API, clean shutdown."""
 
-import json
 import os
 import time
 

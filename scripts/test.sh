@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: unit, twin and integration tests (pytest, over HTTP to a real
+# kube-apiserver), the conformance run against the real upstream CRDs, molecule, benchmarks,
+# ansible-lint, ansible-test sanity and the changelog lint. Prints how long each step took.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+./scripts/setup.sh || exit 1
+export PATH="$root/.venv/bin:$PATH"
+export ANSIBLE_COLLECTIONS_PATH="$root/build/collections"
+export ANSIBLE_HOME="$root/build/ansible-home"
+export PYTHONUNBUFFERED=1
+shared=${CGPU_SHARED_DIR:-$root/../shared}
+mkdir -p tests/output
+passed=0 failed=0 failures=()
+
+step() {
+  local name=$1; shift
+  local started=$SECONDS
+  echo "=== $name"
+  if "$@"; then
+    passed=$((passed + 1)); echo "=== $name: ok in $((SECONDS - started))s"
+  else
+    failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAILED in $((SECONDS - started))s"
+  fi
+}
+
+conformance() {
+  if [ ! -d "$shared/crds" ]; then
+    echo "conformance skipped: $shared/crds is absent (the team's shared folder; set CGPU_SHARED_DIR)"
+    return 0
+  fi
+  CGPU_SHARED_DIR="$shared" python -m pytest -q -p no:cacheprovider --twin-crds=upstream -m twin \
+    tests/integration tests/twin --junitxml=tests/output/conformance.xml
+}
+
+sanity() {
+  # ansible-test runs only inside ansible_collections/<ns>/<name>, outside any git checkout that
+  # ignores it, with its dependencies in the same tree: copy (a symlink is not enough).
+  local base=${TMPDIR:-/tmp}/cgpu-sanity-$$
+  local dest=$base/ansible_collections/confidential/gpu
+  mkdir -p "$dest" "$base/ansible_collections/kubernetes"
+  git ls-files -co --exclude-standard | grep -v '^twin/' | tar -cf - -T - | tar -xf - -C "$dest"
+  cp -r "$(python -c 'import ansible_collections.kubernetes.core as k, os; print(os.path.dirname(k.__path__[0]))')/core" \
+    "$base/ansible_collections/kubernetes/"
+  # ansible-test bootstraps pip for its venvs from a file it would download; this machine reaches
+  # only package registries, so give it a bootstrap that uses ensurepip and the configured index.
+  mkdir -p ~/.ansible/test/cache
+  cp scripts/get_pip_shim.py ~/.ansible/test/cache/get_pip_24_2.py
+  (cd "$dest" && ansible-test sanity --python 3.11 --color no --skip-test shellcheck "$@")
+  local rc=$?
+  rm -rf "$base"
+  return $rc
+}
+
+step "python build of the twin's control plane (cached after the first run)" python -m twin build
+step "pytest: unit, twin and integration tests (twin CRDs)" \
+  python -m pytest -q -p no:cacheprovider tests/unit tests/twin tests/integration --junitxml=tests/output/pytest.xml
+step "pytest: conformance (real upstream CRDs from ../shared/crds)" conformance
+step "molecule test --all" molecule test --all
+step "benchmarks (tests/bench)" bash -c 'for b in tests/bench/[a-z]*.py; do [ -e "$b" ] || continue; m=${b%.py}; python -m ${m//\//.} || exit 1; done'
+step "ansible-lint (profile production)" ansible-lint --offline
+step "ansible-test sanity" sanity
+step "antsibull-changelog lint" antsibull-changelog lint
+
+echo
+if [ "$failed" -gt 0 ]; then
+  printf 'failed step: %s\n' "${failures[@]}"
+fi
+echo "steps: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
