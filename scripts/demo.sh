@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The main job, end to end on a fresh clone: set up the toolchain, start a twin of an OpenShift
+# cluster (hardware profile TWIN_PROFILE, default: 3 Intel TDX workers with H100), run the
+# bring-up playbook against it, print the report, and take the twin down (KEEP_TWIN=1 keeps it).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+./scripts/setup.sh
+export PATH="$root/.venv/bin:$PATH"
+export ANSIBLE_COLLECTIONS_PATH="$root/build/collections"
+export ANSIBLE_HOME="$root/build/ansible-home"
+profile=${TWIN_PROFILE:-default}
+state="$root/build/demo-twin"
+python -m twin --state-dir "$state" up --profile "$profile"
+if [ "${KEEP_TWIN:-0}" != 1 ]; then
+  trap 'python -m twin --state-dir "$state" down' EXIT
+fi
+export K8S_AUTH_KUBECONFIG="$state/admin.kubeconfig"
+ansible-playbook -i localhost, playbooks/site.yml "$@"
+echo
+echo "report: $root/build/report/report.md (kubeconfig of the twin: $K8S_AUTH_KUBECONFIG)"
