@@ -30,7 +30,7 @@ conformance() {
     echo "conformance skipped: $shared/crds is absent (the team's shared folder; set CGPU_SHARED_DIR)"
     return 0
   fi
-  CGPU_SHARED_DIR="$shared" python -m pytest -q -p no:cacheprovider --twin-crds=upstream -m twin \
+  CGPU_SHARED_DIR="$shared" python -m pytest -q -p no:cacheprovider --twin-crds=upstream \
     tests/integration tests/twin --junitxml=tests/output/conformance.xml
 }
 

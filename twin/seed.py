@@ -185,5 +185,8 @@ def seed(kube, profile, kubelet_port):
 
 def _cluster_object(kube, api_version, plural, obj, status):
     p = path(api_version, plural)
-    kube.create_or_get(p, obj)
-    kube.merge_patch(f"{p}/{obj['metadata']['name']}/status", {"status": status})
+    current = kube.create_or_get(p, obj)
+    # Replace, not merge-patch, the status: a merge patch drops null values that real schemas
+    # require (ClusterVersion's status.availableUpdates is required and nullable).
+    current["status"] = status
+    kube.replace(f"{p}/{obj['metadata']['name']}/status", current)
