@@ -143,6 +143,9 @@ class Cluster:
                 result["nodes"] = {n["metadata"]["name"]: "Ready" if _ready(n) else "NotReady" for n in nodes}
             except Exception as exc:  # report, don't crash, on a half-dead twin
                 result["error"] = str(exc)
+            hosts = self.state / "hosts.json"
+            if hosts.exists():
+                result["hosts"] = json.loads(hosts.read_text())
         return result
 
 

@@ -41,6 +41,7 @@ def main(argv=None):
     kubelet.start(manager, world, args.state, info["ports"]["kubelet"], stop)
     register_all(manager, world)
     manager.start()
+    world._snapshot()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

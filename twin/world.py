@@ -7,8 +7,10 @@ binds vfio-pci), and every change is announced to the subscribers (the kubelet t
 """
 
 import copy
+import json
 import logging
 import threading
+from pathlib import Path
 
 import yaml
 
@@ -28,6 +30,7 @@ class Host:
         self.boots = 1
         self.cmdline = spec["kernel_cmdline"].split()
         self.files = {}  # path -> content written by MachineConfigs, effective after reboot
+        self.extensions = []  # RHCOS extensions of the rendered MachineConfig, installed at reboot
         self.gpus = [dict(g, driver="nvidia") for g in spec["gpus"]]
 
     @property
@@ -86,11 +89,22 @@ class World:
         self._subscribers.append(fn)
 
     def changed(self, host):
+        self._snapshot()
         for fn in self._subscribers:
             try:
                 fn(host)
             except Exception:  # one subscriber must not starve the others
                 log.exception("host-change subscriber failed for %s", host.name)
+
+    def _snapshot(self):
+        """hosts.json in the state directory: what `twin status` shows of the simulated hardware."""
+        if not self.state_dir:
+            return
+        target = Path(self.state_dir) / "hosts.json"
+        tmp = target.with_suffix(".tmp")
+        with self._lock:
+            tmp.write_text(json.dumps({n: h.snapshot() for n, h in self.hosts.items()}, indent=2))
+            tmp.replace(target)
 
     # faults ------------------------------------------------------------------------------------
 
