@@ -12,6 +12,7 @@ import importlib
 PLUGINS = [
     "twin.controllers.faults",
     "twin.controllers.route",
+    "twin.controllers.olm",
 ]
 
 

@@ -1,0 +1,178 @@
+"""The OLM twin resolves, plans and installs like OLM, including its traps and failures."""
+
+import pytest
+
+from twin.controllers import olm
+from twin.kube import path
+
+pytestmark = pytest.mark.twin
+
+SUBS = ("operators.coreos.com/v1alpha1", "subscriptions")
+PLANS = ("operators.coreos.com/v1alpha1", "installplans")
+CSVS = ("operators.coreos.com/v1alpha1", "clusterserviceversions")
+
+
+def wait_for(kube, api_version, plural, namespace, predicate, timeout=30, name=None):
+    """List, then follow the watch until ``predicate(items)`` returns something truthy."""
+    p = path(api_version, plural, namespace=namespace)
+    selector = f"metadata.name={name}" if name else None
+    listing = kube.list(p, fieldSelector=selector)
+    items = {o["metadata"]["name"]: o for o in listing["items"]}
+    found = predicate(list(items.values()))
+    if found:
+        return found
+    for kind, obj in kube.watch(p, listing["metadata"]["resourceVersion"], timeout_seconds=timeout, fieldSelector=selector):
+        if kind == "DELETED":
+            items.pop(obj["metadata"]["name"], None)
+        elif kind in ("ADDED", "MODIFIED"):
+            items[obj["metadata"]["name"]] = obj
+        found = predicate(list(items.values()))
+        if found:
+            return found
+    raise AssertionError(f"{plural} in {namespace} never matched; last: {[o.get('status') for o in items.values()]}")
+
+
+def operator_group(kube, namespace, name=None, targets=None):
+    kube.create(path("operators.coreos.com/v1", "operatorgroups", namespace=namespace), {
+        "apiVersion": "operators.coreos.com/v1", "kind": "OperatorGroup", "metadata": {"name": name or namespace},
+        "spec": {"targetNamespaces": [namespace] if targets is None else targets}})
+
+
+def subscribe(kube, namespace, package, approval="Manual", starting=None, channel=None):
+    spec = {"name": package, "source": olm.PACKAGES[package]["catalog"], "sourceNamespace": "openshift-marketplace",
+            "installPlanApproval": approval}
+    if starting:
+        spec["startingCSV"] = starting
+    if channel:
+        spec["channel"] = channel
+    kube.create(path(*SUBS, namespace=namespace), {"apiVersion": "operators.coreos.com/v1alpha1", "kind": "Subscription",
+                                                   "metadata": {"name": package}, "spec": spec})
+
+
+def approve(kube, namespace, plan):
+    kube.merge_patch(path(*PLANS, plan["metadata"]["name"], namespace), {"spec": {"approved": True}})
+
+
+def test_catalog_serves_package_manifests_with_channels(twin):
+    manifests = {m["metadata"]["name"]: m for m in twin.kube.list(
+        path("packages.operators.coreos.com/v1", "packagemanifests", namespace="openshift-marketplace"))["items"]}
+    assert set(olm.PACKAGES) <= set(manifests)
+    gpu = manifests["gpu-operator-certified"]["status"]
+    assert gpu["catalogSource"] == "certified-operators" and gpu["defaultChannel"] == "v26.7"
+    channels = {c["name"]: c for c in gpu["channels"]}
+    assert channels["v26.3"]["currentCSV"] == "gpu-operator-certified.v26.3.3"
+    assert [e["name"] for e in channels["stable"]["entries"]] == [
+        "gpu-operator-certified.v26.7.0", "gpu-operator-certified.v26.3.3", "gpu-operator-certified.v26.3.1"]
+
+
+def test_manual_install_then_next_upgrade_waits_in_its_own_plan(twin, namespace):
+    kube = twin.kube
+    operator_group(kube, namespace)
+    subscribe(kube, namespace, "gpu-operator-certified", starting="gpu-operator-certified.v26.3.1", channel="v26.3")
+    plan = wait_for(kube, *PLANS, namespace, lambda items: next((p for p in items if p.get("status", {}).get("phase")), None))
+    assert plan["spec"]["clusterServiceVersionNames"] == ["gpu-operator-certified.v26.3.1"]
+    assert plan["spec"]["approval"] == "Manual" and plan["spec"]["approved"] is False
+    assert plan["status"]["phase"] == "RequiresApproval"
+    sub = kube.get(path(*SUBS, "gpu-operator-certified", namespace))
+    assert sub["status"]["state"] == "UpgradePending"
+    assert sub["status"]["installPlanRef"]["name"] == plan["metadata"]["name"]
+    assert any(c["type"] == "InstallPlanPending" and c["reason"] == "RequiresApproval" for c in sub["status"]["conditions"])
+    # Nothing is installed until the plan is approved.
+    assert kube.list(path(*CSVS, namespace=namespace))["items"] == []
+    approve(kube, namespace, plan)
+    phases = []
+
+    def succeeded(items):
+        for csv in items:
+            phases.append(csv.get("status", {}).get("phase"))
+            if csv.get("status", {}).get("phase") == "Succeeded":
+                return csv
+        return None
+
+    csv = wait_for(kube, *CSVS, namespace, succeeded)
+    assert csv["metadata"]["name"] == "gpu-operator-certified.v26.3.1"
+    assert [p for i, p in enumerate(phases) if p and p not in phases[:i]] == [
+        "Pending", "InstallReady", "Installing", "Succeeded"]
+    assert csv["metadata"]["annotations"]["olm.operatorGroup"] == namespace
+    # The operand's CRD exists once the CSV has succeeded.
+    assert kube.get(path("apiextensions.k8s.io/v1", "customresourcedefinitions", "clusterpolicies.nvidia.com"))
+    upgrade = wait_for(kube, *PLANS, namespace, lambda items: next(
+        (p for p in items if p["spec"]["clusterServiceVersionNames"] == ["gpu-operator-certified.v26.3.3"]), None))
+    assert upgrade["spec"]["approved"] is False and upgrade["spec"]["generation"] == 2
+    sub = wait_for(kube, *SUBS, namespace, lambda items: next(
+        (s for s in items if s["status"].get("installedCSV") == "gpu-operator-certified.v26.3.1"
+         and s["status"].get("currentCSV") == "gpu-operator-certified.v26.3.3"), None))
+    assert sub["status"]["state"] == "UpgradePending"
+
+
+def test_two_manual_subscriptions_in_one_namespace_share_one_install_plan(twin, namespace):
+    """OLM's trap (operator-lifecycle-manager#2352): approving one operator approves the other too."""
+    kube = twin.kube
+    operator_group(kube, namespace)
+    subscribe(kube, namespace, "nfd", starting="nfd.v4.21.0")
+    wait_for(kube, *PLANS, namespace, lambda items: items)
+    subscribe(kube, namespace, "trustee-operator", starting="trustee-operator.v1.1.0")
+    both = wait_for(kube, *PLANS, namespace, lambda items: next(
+        (p for p in items if len(p["spec"]["clusterServiceVersionNames"]) == 2), None))
+    assert both["spec"]["clusterServiceVersionNames"] == ["nfd.v4.21.0", "trustee-operator.v1.1.0"]
+    refs = wait_for(kube, *SUBS, namespace, lambda items: len(items) == 2 and all(
+        s.get("status", {}).get("installPlanRef", {}).get("name") == both["metadata"]["name"] for s in items) and items)
+    assert len(refs) == 2
+    approve(kube, namespace, both)
+    done = wait_for(kube, *CSVS, namespace, lambda items: len(
+        [c for c in items if c.get("status", {}).get("phase") == "Succeeded"]) == 2 and items)
+    assert sorted(c["metadata"]["name"] for c in done) == ["nfd.v4.21.0", "trustee-operator.v1.1.0"]
+
+
+def test_operator_group_problems_fail_the_csv_until_fixed(twin, namespace):
+    kube = twin.kube
+    subscribe(kube, namespace, "trustee-operator", approval="Automatic", starting="trustee-operator.v1.2.1")
+    failed = wait_for(kube, *CSVS, namespace, lambda items: next(
+        (c for c in items if c.get("status", {}).get("reason") == "NoOperatorGroup"), None))
+    assert failed["status"]["phase"] == "Failed"
+    operator_group(kube, namespace, targets=[])  # AllNamespaces: not supported by the operator
+    wait_for(kube, *CSVS, namespace, lambda items: next(
+        (c for c in items if c.get("status", {}).get("reason") == "UnsupportedOperatorGroup"), None))
+    kube.merge_patch(path("operators.coreos.com/v1", "operatorgroups", namespace, namespace),
+                     {"spec": {"targetNamespaces": [namespace]}})
+    wait_for(kube, *CSVS, namespace, lambda items: next(
+        (c for c in items if c.get("status", {}).get("phase") == "Succeeded"), None))
+
+
+def test_faults_catalog_package_installplan_and_csv(twin, namespace):
+    kube = twin.kube
+    operator_group(kube, namespace)
+    try:
+        twin.set_faults([{"kind": "catalog-not-ready", "catalog": "redhat-operators"},
+                         {"kind": "package-missing", "package": "trustee-operator"}])
+        catalog = path("operators.coreos.com/v1alpha1", "catalogsources", namespace="openshift-marketplace")
+        wait_for(kube, "operators.coreos.com/v1alpha1", "catalogsources", "openshift-marketplace", lambda items: next(
+            (c for c in items if c["metadata"]["name"] == "redhat-operators"
+             and c["status"]["connectionState"]["lastObservedState"] == "TRANSIENT_FAILURE"), None))
+        wait_for(kube, "packages.operators.coreos.com/v1", "packagemanifests", "openshift-marketplace",
+                 lambda items: "trustee-operator" not in [m["metadata"]["name"] for m in items])
+        subscribe(kube, namespace, "nfd")
+        sub = wait_for(kube, *SUBS, namespace, lambda items: next((s for s in items if any(
+            c["type"] == "CatalogSourcesUnhealthy" and c["status"] == "True" for c in s.get("status", {}).get("conditions", []))), None))
+        assert "openshift-marketplace/redhat-operators" in next(
+            c["message"] for c in sub["status"]["conditions"] if c["type"] == "CatalogSourcesUnhealthy")
+        assert kube.list(path(*PLANS, namespace=namespace))["items"] == []
+
+        twin.set_faults([{"kind": "installplan-missing", "package": "nfd"},
+                         {"kind": "csv-failed", "package": "gpu-operator-certified"}])
+        wait_for(kube, "operators.coreos.com/v1alpha1", "catalogsources", "openshift-marketplace", lambda items: all(
+            c["status"]["connectionState"]["lastObservedState"] == "READY" for c in items))
+        subscribe(kube, namespace, "gpu-operator-certified", approval="Automatic", starting="gpu-operator-certified.v26.7.0")
+        failed = wait_for(kube, *CSVS, namespace, lambda items: next(
+            (c for c in items if c.get("status", {}).get("phase") == "Failed"), None))
+        assert failed["status"]["reason"] == "InstallCheckFailed"
+        plans = kube.list(path(*PLANS, namespace=namespace))["items"]
+        assert [p["spec"]["clusterServiceVersionNames"] for p in plans] == [["gpu-operator-certified.v26.7.0"]]
+        assert kube.get(catalog + "/redhat-operators")["status"]["connectionState"]["lastObservedState"] == "READY"
+    finally:
+        twin.set_faults([])
+    # With the fault gone, the held-back InstallPlan appears.
+    wait_for(kube, *PLANS, namespace, lambda items: next(
+        (p for p in items if "nfd.v4.21.1" in p["spec"]["clusterServiceVersionNames"]), None))
+    wait_for(kube, "packages.operators.coreos.com/v1", "packagemanifests", "openshift-marketplace",
+             lambda items: "trustee-operator" in [m["metadata"]["name"] for m in items])
