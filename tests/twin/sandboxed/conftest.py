@@ -1,0 +1,172 @@
+"""Twins of their own for the GPU operator and OSC tests.
+
+These tests bind GPUs to vfio-pci, switch CC modes and reboot nodes: host state no test can undo.
+They get their own twins (one per profile, per session) so the session's shared ``twin`` stays as
+the other tests expect it.
+"""
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from twin import crds
+from twin.kube import ApiError, path
+from tests.conftest import SHARED, TwinHandle
+
+GPU_NAMESPACE = "nvidia-gpu-operator"
+OSC_NAMESPACE = "openshift-sandboxed-containers-operator"
+OPERAND_ROWS = [
+    ("nvidia.com", "v1", "ClusterPolicy", "clusterpolicies", "Cluster", {}),
+    ("kataconfiguration.openshift.io", "v1", "KataConfig", "kataconfigs", "Cluster", {}),
+]
+NFD_GPU = "feature.node.kubernetes.io/pci-10de.present"
+
+
+@pytest.fixture(scope="session")
+def cgpu_twin_factory(tmp_path_factory, twin_crds):
+    from twin.cluster import Cluster
+
+    started = {}
+
+    def get(profile="default"):
+        if profile not in started:
+            short = Path(profile).stem
+            state = tmp_path_factory.mktemp(f"cgpu-{short}")
+            cluster = Cluster(f"cgpu-{short}", state)
+            cluster.up(profile, conformance=twin_crds, log=lambda msg: None)
+            started[profile] = TwinHandle(cluster, profile)
+        return started[profile]
+
+    yield get
+    from tests.conftest import _keep_logs
+
+    for handle in started.values():
+        survivors = handle.cluster.down()
+        _keep_logs(handle)
+        assert not survivors, f"twin processes left running after down: {survivors}"
+
+
+def operand_crds(handle, upstream):
+    """The ClusterPolicy and KataConfig CRDs, as OLM installs them when the operators' CSVs succeed."""
+    if upstream:
+        docs = crds.real_crds(SHARED / "crds" / "gpu-operator") + crds.real_crds(SHARED / "crds" / "osc")
+        docs = [d for d in docs if d["spec"]["names"]["kind"] in ("ClusterPolicy", "KataConfig")]
+    else:
+        docs = [crds.twin_crd(*row) for row in OPERAND_ROWS]
+    crds.install(handle.kube, docs)
+
+
+def ensure_namespace(kube, name):
+    try:
+        kube.create(path("v1", "namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+
+
+def label_gpu_nodes(handle):
+    """What NFD's pci source reports on nodes with an NVIDIA device."""
+    for node in handle.profile_spec()["nodes"]:
+        if node["gpus"]:
+            handle.kube.merge_patch(path("v1", "nodes", node["name"]), {"metadata": {"labels": {NFD_GPU: "true"}}})
+
+
+CONFIGURED_ARGS = "intel_iommu=on kvm_intel.tdx=1 nohibernate"
+
+
+@pytest.fixture(scope="session")
+def configured_profile(tmp_path_factory):
+    """The default hardware with the host configuration already done (IOMMU and TDX kernel arguments),
+    as after the tee_hosts role: GPU operator tests need vfio-pci, which needs the IOMMU."""
+    from twin import profile as profiles
+
+    data = yaml.safe_load((profiles.PROFILES_DIR / "default.yaml").read_text())
+    data["name"] = "default-configured"
+    for node in data["nodes"]:
+        if "worker" in node.get("roles", ["worker"]):
+            node["kernel_cmdline"] = (
+                "BOOT_IMAGE=(hd0,gpt3)/ostree/rhcos/vmlinuz-5.14.0-570.el9_6.x86_64 rw ostree=/ostree/boot.1/rhcos/0 "
+                "ignition.platform.id=metal root=UUID=twin " + CONFIGURED_ARGS)
+    file = tmp_path_factory.mktemp("profiles") / "default-configured.yaml"
+    file.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(file)
+
+
+@pytest.fixture(scope="session")
+def gpu_twin(cgpu_twin_factory, configured_profile, twin_crds):
+    """3 TDX workers with an H100 each, hosts configured, operand CRDs and NFD's GPU labels present."""
+    handle = cgpu_twin_factory(configured_profile)
+    prepare(handle, twin_crds is not None)
+    return handle
+
+
+def prepare(handle, upstream):
+    handle.profile_spec = lambda: yaml.safe_load((handle.state / "profile.yaml").read_text())
+    operand_crds(handle, upstream)
+    ensure_namespace(handle.kube, GPU_NAMESPACE)
+    ensure_namespace(handle.kube, OSC_NAMESPACE)
+    label_gpu_nodes(handle)
+
+
+def wait_for(kube, p, predicate, timeout=60, what="", **params):
+    """Watch a collection until predicate(items_by_name) is true; returns the items."""
+    deadline = time.monotonic() + timeout
+    seen = {}
+    while True:
+        listing = kube.list(p, **params)
+        seen = {o["metadata"]["name"]: o for o in listing["items"]}
+        if predicate(seen):
+            return seen
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"timed out waiting for {what or p}; last seen: "
+                                 f"{ {k: (v.get('status') or {}) for k, v in list(seen.items())[:6]} }")
+        try:
+            for kind, obj in kube.watch(p, listing["metadata"]["resourceVersion"],
+                                        timeout_seconds=max(1, int(remaining)), **params):
+                if kind == "ERROR":
+                    break
+                if kind == "BOOKMARK":
+                    continue
+                if kind == "DELETED":
+                    seen.pop(obj["metadata"]["name"], None)
+                else:
+                    seen[obj["metadata"]["name"]] = obj
+                if predicate(seen):
+                    return seen
+                if time.monotonic() > deadline:
+                    break
+        except ApiError:
+            pass
+
+
+def cluster_policy(name="gpu-cluster-policy", default_mode="on", alias=True):
+    """The ClusterPolicy for OSC confidential GPUs (operators.md §5.1)."""
+    return {
+        "apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy", "metadata": {"name": name},
+        "spec": {
+            "sandboxWorkloads": {"enabled": True, "defaultWorkload": "vm-passthrough", "mode": "kata"},
+            "ccManager": {"enabled": True, "defaultMode": default_mode},
+            "kataSandboxDevicePlugin": {"enabled": True, "env": [{"name": "P_GPU_ALIAS", "value": "pgpu"},
+                                                                 {"name": "NVSWITCH_ALIAS", "value": "nvswitch"}]
+                                        if alias else []},
+            "vfioManager": {"enabled": True, "env": [{"name": "BIND_NVSWITCHES", "value": "true"}]},
+            "kataManager": {"enabled": False},
+            "cdi": {"enabled": True, "default": False, "nriPluginEnabled": False},
+            "driver": {"enabled": False},
+            "toolkit": {"enabled": False, "installDir": "/usr/local/nvidia"},
+            "devicePlugin": {"enabled": False},
+            "dcgm": {"enabled": False},
+            "dcgmExporter": {"enabled": False},
+            "gfd": {"enabled": True},
+            "migManager": {"enabled": False},
+            "vgpuManager": {"enabled": False},
+            "vgpuDeviceManager": {"enabled": False},
+            "nodeStatusExporter": {"enabled": True},
+            "operator": {"defaultRuntime": "crio", "runtimeClass": "nvidia", "use_ocp_driver_toolkit": True},
+            "validator": {"plugin": {"env": [{"name": "WITH_WORKLOAD", "value": "false"}]}},
+            "daemonsets": {"updateStrategy": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "1"}},
+        },
+    }

@@ -1,0 +1,645 @@
+"""The NVIDIA GPU operator twin, for sandboxed (kata) workloads, and its cc-manager.
+
+What the real operator does that the collection depends on:
+
+* ``ClusterPolicy``: the oldest one is honoured (others report ``ignored``). On nodes NFD marks
+  with an NVIDIA PCI device it sets ``nvidia.com/gpu.present`` and the ``nvidia.com/gpu.deploy.*``
+  labels of the node's workload: ``sandboxWorkloads.defaultWorkload`` unless the node label
+  ``nvidia.com/gpu.workload.config`` names a valid one (an invalid value falls back to the default,
+  as the operator does). Operands are real DaemonSets in the operator's namespace selecting those
+  labels, so KCM creates the pods, the real scheduler places them and the kubelet twin runs them.
+* Node effects follow the operand pods: a running ``vfio-manager`` binds the node's GPUs to
+  ``vfio-pci`` (only when the host's IOMMU is on, as the kernel requires); a running kata sandbox
+  device plugin advertises the bound GPUs as ``nvidia.com/pgpu`` (or model-named resources when the
+  ``P_GPU_ALIAS`` env is left out); ``status.state`` is ``ready`` once every operand is ready and
+  every passthrough GPU is advertised.
+* cc-manager: per node, the mode is the ``nvidia.com/cc.mode`` label or ``ccManager.defaultMode``.
+  A switch pauses the operands it evicts, takes ``timings.cc_mode_switch`` seconds, then writes
+  ``nvidia.com/cc.mode.state`` and ``nvidia.com/cc.ready.state`` (``true`` for on/ppcie, ``false``
+  for off, empty otherwise). A GPU that cannot do the mode (``cc_capable`` false in the profile;
+  PPCIe only on Hopper) ends in ``failed`` and the cc-manager pod shows the crash.
+
+Faults: ``{kind: gpu-cc-stuck-failed, node: N}`` (every switch on N ends in ``failed``) and
+``{kind: cc-mode-switch-hangs, node: N}`` (a switch on N never completes).
+"""
+
+import hashlib
+import json
+import logging
+import time
+
+from .. import workloads
+from ..controller import Controller
+from ..kube import ApiError, path
+from ..kubelet import now
+
+log = logging.getLogger("twin.gpu-operator")
+
+CP_API, CP_PLURAL = "nvidia.com/v1", "clusterpolicies"
+CSV_API, CSV_PLURAL = "operators.coreos.com/v1alpha1", "clusterserviceversions"
+CSV_PREFIX = "gpu-operator-certified."
+DEFAULT_NAMESPACE = "nvidia-gpu-operator"
+
+NFD_GPU_LABELS = ("feature.node.kubernetes.io/pci-10de.present", "feature.node.kubernetes.io/pci-0302_10de.present",
+                  "feature.node.kubernetes.io/pci-0300_10de.present")
+GPU_PRESENT = "nvidia.com/gpu.present"
+WORKLOAD_CONFIG = "nvidia.com/gpu.workload.config"
+WORKLOADS = ("container", "vm-passthrough", "vm-vgpu")
+DEPLOY = "nvidia.com/gpu.deploy."
+CC_MODE = "nvidia.com/cc.mode"
+CC_MODE_STATE = "nvidia.com/cc.mode.state"
+CC_READY_STATE = "nvidia.com/cc.ready.state"
+CC_MODES = ("on", "off", "devtools", "ppcie")
+PAUSED = "paused-for-cc-mode-change"
+# cc-manager evicts these operands while it resets the GPUs (not the kata device plugin).
+EVICTED_BY_CC_MANAGER = ("vfio-manager", "sandbox-validator", "sandbox-device-plugin")
+
+# Deploy labels per workload; kata mode swaps the KubeVirt device plugin for the kata one.
+STATE_LABELS = {
+    "container": ("driver", "gpu-feature-discovery", "container-toolkit", "device-plugin", "dcgm", "dcgm-exporter",
+                  "node-status-exporter", "operator-validator", "mig-manager"),
+    "vm-passthrough": ("sandbox-validator", "vfio-manager", "sandbox-device-plugin", "kata-manager", "cc-manager"),
+    "vm-vgpu": ("sandbox-validator", "vgpu-manager", "vgpu-device-manager", "sandbox-device-plugin", "cc-manager"),
+}
+KATA_PASSTHROUGH_LABELS = ("sandbox-validator", "vfio-manager", "cc-manager", "kata-sandbox-device-plugin", "client")
+ALL_DEPLOY = sorted({d for v in STATE_LABELS.values() for d in v} | set(KATA_PASSTHROUGH_LABELS))
+
+# Operand: (ClusterPolicy field, enabled when the field says nothing, DaemonSet name, app label,
+# deploy label, container, image). Images are placeholders: the kubelet twin runs none.
+OPERANDS = [
+    ("driver", True, "nvidia-driver-daemonset", "nvidia-driver-daemonset", "driver", "nvidia-driver-ctr",
+     "nvcr.io/nvidia/driver:580.95.05"),
+    ("toolkit", True, "nvidia-container-toolkit-daemonset", "nvidia-container-toolkit-daemonset", "container-toolkit",
+     "nvidia-container-toolkit-ctr", "nvcr.io/nvidia/k8s/container-toolkit:v1.18.0"),
+    ("devicePlugin", True, "nvidia-device-plugin-daemonset", "nvidia-device-plugin-daemonset", "device-plugin",
+     "nvidia-device-plugin", "nvcr.io/nvidia/k8s-device-plugin:v0.18.0"),
+    ("gfd", True, "gpu-feature-discovery", "gpu-feature-discovery", "gpu-feature-discovery",
+     "gpu-feature-discovery", "nvcr.io/nvidia/k8s-device-plugin:v0.18.0"),
+    ("dcgmExporter", True, "nvidia-dcgm-exporter", "nvidia-dcgm-exporter", "dcgm-exporter", "nvidia-dcgm-exporter",
+     "nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubi9"),
+    ("nodeStatusExporter", False, "nvidia-node-status-exporter", "nvidia-node-status-exporter",
+     "node-status-exporter", "nvidia-node-status-exporter", "nvcr.io/nvidia/cloud-native/gpu-operator-validator:v26.3.0"),
+    ("validator", True, "nvidia-operator-validator", "nvidia-operator-validator", "operator-validator",
+     "nvidia-operator-validator", "nvcr.io/nvidia/cloud-native/gpu-operator-validator:v26.3.0"),
+    ("vfioManager", True, "nvidia-vfio-manager", "nvidia-vfio-manager", "vfio-manager", "nvidia-vfio-manager",
+     "nvcr.io/nvidia/cuda:13.0.1-base-ubi9"),
+    ("sandboxValidator", True, "nvidia-sandbox-validator", "nvidia-sandbox-validator", "sandbox-validator",
+     "nvidia-sandbox-validator", "nvcr.io/nvidia/cloud-native/gpu-operator-validator:v26.3.0"),
+    ("ccManager", False, "nvidia-cc-manager", "nvidia-cc-manager", "cc-manager", "nvidia-cc-manager",
+     "nvcr.io/nvidia/cloud-native/k8s-cc-manager:v0.4.3"),
+    ("kataSandboxDevicePlugin", False, "nvidia-kata-sandbox-device-plugin-daemonset",
+     "nvidia-kata-sandbox-device-plugin-daemonset", "kata-sandbox-device-plugin", "nvidia-kata-sandbox-device-plugin-ctr",
+     "nvcr.io/nvidia/cloud-native/nvidia-sandbox-device-plugin:v0.0.3"),
+    ("sandboxDevicePlugin", True, "nvidia-sandbox-device-plugin-daemonset", "nvidia-sandbox-device-plugin-daemonset",
+     "sandbox-device-plugin", "nvidia-sandbox-device-plugin-ctr", "nvcr.io/nvidia/kubevirt-gpu-device-plugin:v1.4.0"),
+    ("kataManager", False, "nvidia-kata-manager", "nvidia-kata-manager", "kata-manager", "nvidia-kata-manager",
+     "nvcr.io/nvidia/cloud-native/k8s-kata-manager:v0.2.3"),
+]
+SANDBOX_FIELDS = {"vfioManager", "sandboxValidator", "ccManager", "kataSandboxDevicePlugin", "sandboxDevicePlugin",
+                  "kataManager"}
+APP = {field: app for field, _, _, app, _, _, _ in OPERANDS}
+
+
+# -- pure helpers --------------------------------------------------------------------------------
+
+
+def _spec(cp):
+    return cp.get("spec") or {}
+
+
+def sandbox(cp):
+    sw = _spec(cp).get("sandboxWorkloads") or {}
+    return bool(sw.get("enabled")), sw.get("defaultWorkload") or "container", sw.get("mode") or "kubevirt"
+
+
+def enabled_operands(cp):
+    """The operands this ClusterPolicy deploys, as (field, ds_name, app, deploy, container, image, env)."""
+    spec = _spec(cp)
+    sandbox_on, _, mode = sandbox(cp)
+    found = []
+    for field, default, ds, app, deploy, container, image in OPERANDS:
+        component = spec.get(field) or {}
+        on = component.get("enabled", default)
+        if field in SANDBOX_FIELDS and not sandbox_on:
+            on = False
+        if field == "sandboxValidator":
+            on = sandbox_on
+        if field == "kataSandboxDevicePlugin" and mode != "kata":
+            on = False
+        if field == "sandboxDevicePlugin" and mode == "kata":
+            on = False  # kata mode deploys the kata plugin instead of the KubeVirt one
+        if field == "ccManager" and mode != "kata":
+            on = False  # cc-manager is deployed only in kata mode
+        if not on:
+            continue
+        if component.get("repository") and component.get("image") and component.get("version"):
+            image = "{0}/{1}:{2}".format(component["repository"], component["image"], component["version"])
+        env = [e for e in component.get("env") or [] if isinstance(e, dict) and e.get("name")]
+        if field == "ccManager":
+            env = [{"name": "DEFAULT_CC_MODE", "value": (spec.get("ccManager") or {}).get("defaultMode") or ""}] + env
+        found.append((field, ds, app, deploy, container, image, env))
+    return found
+
+
+def workload_of(cp, labels):
+    """The node's workload: a valid override label wins, anything else falls back to the default."""
+    sandbox_on, default, _ = sandbox(cp)
+    if not sandbox_on:
+        return "container"
+    override = labels.get(WORKLOAD_CONFIG)
+    if override in WORKLOADS:
+        return override
+    if override:
+        log.info("invalid GPU workload config %r on a node; using the default %s", override, default)
+    return default if default in WORKLOADS else "container"
+
+
+def desired_labels(cp, labels):
+    """Labels the operator wants on a node (``None`` removes one)."""
+    gpu = any(str(labels.get(k, "")).lower() == "true" for k in NFD_GPU_LABELS)
+    want = {GPU_PRESENT: "true" if gpu else None}
+    if not gpu:
+        want.update({DEPLOY + d: None for d in ALL_DEPLOY})
+        return want
+    workload = workload_of(cp, labels)
+    _, _, mode = sandbox(cp)
+    deploy = set(STATE_LABELS[workload])
+    if workload == "vm-passthrough" and mode == "kata":
+        deploy = set(KATA_PASSTHROUGH_LABELS)
+    for d in ALL_DEPLOY:
+        want[DEPLOY + d] = "true" if d in deploy else None
+    return want
+
+
+def label_patch(cp, labels):
+    """The merge patch turning a node's labels into what the operator wants, or {} when they match."""
+    patch = {}
+    for key, value in desired_labels(cp, labels).items():
+        current = labels.get(key)
+        if value == "true" and current and PAUSED in current:
+            continue  # cc-manager has it paused for a mode switch; it restores it itself
+        if value is None and key not in labels:
+            continue
+        if current != value:
+            patch[key] = value
+    return patch
+
+
+def pgpu_resource(cp, gpu):
+    """The extended resource a passthrough GPU is advertised as."""
+    env = {e.get("name"): e.get("value") for e in (_spec(cp).get("kataSandboxDevicePlugin") or {}).get("env") or []
+           if isinstance(e, dict)}
+    alias = env.get("P_GPU_ALIAS")
+    if alias:
+        return "nvidia.com/" + alias
+    # Without an alias the plugin names the resource after the device, e.g. nvidia.com/GH100_H100_PCIE.
+    model = gpu.get("model", "GPU").upper().replace("NVIDIA ", "")
+    arch = {"hopper": "GH100", "blackwell": "GB202", "ampere": "GA100"}.get(str(gpu.get("architecture", "")).lower(), "GPU")
+    return "nvidia.com/{0}_{1}".format(arch, "".join(c if c.isalnum() else "_" for c in model))
+
+
+def ppcie_capable(gpu):
+    if "ppcie_capable" in gpu:
+        return bool(gpu["ppcie_capable"])
+    return bool(gpu.get("cc_capable")) and str(gpu.get("architecture", "")).lower() == "hopper"
+
+
+def cc_outcome(mode, gpus):
+    """(state, reason): what cc-manager ends with for a requested mode on these GPUs."""
+    if mode not in CC_MODES:
+        return "failed", "invalid CC mode {0!r}; valid: {1}".format(mode, ", ".join(CC_MODES))
+    if not gpus:
+        return mode, None
+    if mode == "ppcie":
+        bad = [g["pci_address"] for g in gpus if not ppcie_capable(g)]
+        if bad:
+            return "failed", "Some devices do not support PPCIe mode: {0}".format(", ".join(bad))
+        return "ppcie", None
+    if mode != "off":
+        bad = [g["pci_address"] for g in gpus if not g.get("cc_capable")]
+        if bad:
+            return "failed", "Some GPUs are not cc-capable: {0}".format(", ".join(bad))
+    return mode, None
+
+
+def ready_state(state):
+    if state in ("on", "ppcie"):
+        return "true"
+    if state == "off":
+        return "false"
+    return ""
+
+
+def honoured(policies):
+    """The ClusterPolicy the operator acts on: the oldest (others are ignored, as upstream)."""
+    live = [p for p in policies if not p["metadata"].get("deletionTimestamp")]
+    if not live:
+        return None
+    return sorted(live, key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))[0]
+
+
+def _hash(obj):
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _owned(obj):
+    return any(o.get("kind") == "ClusterPolicy" for o in obj["metadata"].get("ownerReferences") or [])
+
+
+def _ready_pod(pod):
+    status = pod.get("status") or {}
+    if status.get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
+        return False
+    return all((cs.get("state") or {}).get("running") for cs in status.get("containerStatuses") or [{}])
+
+
+# -- the operator --------------------------------------------------------------------------------
+
+
+class GpuOperator(Controller):
+    """ClusterPolicy → node labels, operand DaemonSets, status."""
+
+    name = "gpu-operator"
+    api_version = CP_API
+    plural = CP_PLURAL
+
+    def setup(self, manager):
+        super().setup(manager)
+        everything = lambda kind, obj: self._all()  # noqa: E731
+        manager.informer("v1", "nodes").add_handler(everything)
+        manager.informer(CSV_API, CSV_PLURAL).add_handler(everything)
+        manager.informer("apps/v1", "daemonsets").add_handler(
+            lambda kind, obj: self._all() if _owned(obj) else None)
+
+    def _all(self):
+        for p in self.cache(CP_API, CP_PLURAL).items():
+            self.queue.add((None, p["metadata"]["name"]))
+
+    def namespace(self):
+        for csv in self.cache(CSV_API, CSV_PLURAL).items():
+            status = csv.get("status") or {}
+            if csv["metadata"]["name"].startswith(CSV_PREFIX) and status.get("phase") == "Succeeded" \
+                    and status.get("reason") != "Copied":
+                return csv["metadata"]["namespace"]
+        return DEFAULT_NAMESPACE
+
+    def reconcile(self, key):
+        _, name = key
+        policies = self.cache(CP_API, CP_PLURAL).items()
+        cp = next((p for p in policies if p["metadata"]["name"] == name), None)
+        if cp is None or cp["metadata"].get("deletionTimestamp"):
+            return None
+        chosen = honoured(policies)
+        if chosen["metadata"]["name"] != name:
+            self._status(cp, "ignored", [self._condition("Ready", "False", "Ignored",
+                         "another ClusterPolicy ({0}) is in effect".format(chosen["metadata"]["name"]))])
+            return None
+        namespace = self.namespace()
+        nodes = self.cache("v1", "nodes").items()
+        for node in nodes:
+            patch = label_patch(cp, node["metadata"].get("labels") or {})
+            if patch:
+                self.kube.merge_patch(path("v1", "nodes", node["metadata"]["name"]), {"metadata": {"labels": patch}})
+        operands = enabled_operands(cp)
+        wanted = {ds for _, ds, *_ in operands}
+        try:
+            for operand in operands:
+                self._ensure_daemonset(cp, namespace, operand)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            self._status(cp, "notReady", [self._condition("Ready", "False", "OperandNotReady",
+                         "namespace {0} of the operator does not exist".format(namespace))], namespace)
+            return 5.0
+        for ds in self.cache("apps/v1", "daemonsets").items():
+            meta = ds["metadata"]
+            owned = any(o.get("kind") == "ClusterPolicy" for o in meta.get("ownerReferences") or [])
+            if owned and meta.get("namespace") == namespace and meta["name"] not in wanted:
+                self.kube.delete(path("apps/v1", "daemonsets", meta["name"], namespace))
+        problems = self._problems(cp, namespace, operands, nodes)
+        if problems:
+            self._status(cp, "notReady", [self._condition("Ready", "False", "OperandNotReady", "; ".join(problems)),
+                                          self._condition("Error", "True", "OperandNotReady", "; ".join(problems))],
+                         namespace)
+        else:
+            self._status(cp, "ready", [self._condition("Ready", "True", "Reconciled", "ClusterPolicy is ready as all "
+                                                       "resources have been successfully reconciled"),
+                                       self._condition("Error", "False", "Ready", "")], namespace)
+        return None
+
+    def _ensure_daemonset(self, cp, namespace, operand):
+        field, ds_name, app, deploy, container, image, env = operand
+        update = (_spec(cp).get("daemonsets") or {})
+        body = {
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {
+                "name": ds_name, "namespace": namespace,
+                "labels": {"app": app, "app.kubernetes.io/managed-by": "gpu-operator",
+                           "app.kubernetes.io/part-of": "nvidia-gpu"},
+                "ownerReferences": [{"apiVersion": CP_API, "kind": "ClusterPolicy", "name": cp["metadata"]["name"],
+                                     "uid": cp["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}],
+            },
+            "spec": {
+                "selector": {"matchLabels": {"app": app}},
+                "updateStrategy": {"type": update.get("updateStrategy") or "RollingUpdate"},
+                "template": {
+                    "metadata": {"labels": {"app": app, "app.kubernetes.io/part-of": "nvidia-gpu"}},
+                    "spec": {
+                        "nodeSelector": {DEPLOY + deploy: "true"},
+                        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                        "containers": [{"name": container, "image": image, "env": env or None}],
+                    },
+                },
+            },
+        }
+        if body["spec"]["updateStrategy"]["type"] == "RollingUpdate":
+            # ClusterPolicy carries it as a string; the DaemonSet wants an int or a percentage.
+            unavailable = str((update.get("rollingUpdate") or {}).get("maxUnavailable") or "1")
+            body["spec"]["updateStrategy"]["rollingUpdate"] = {
+                "maxUnavailable": int(unavailable) if unavailable.isdigit() else unavailable}
+        container_spec = body["spec"]["template"]["spec"]["containers"][0]
+        if not container_spec["env"]:
+            container_spec.pop("env")
+        digest = _hash(body["spec"])
+        body["metadata"]["annotations"] = {"twin.confidential.gpu/spec-hash": digest}
+        existing = self.cache("apps/v1", "daemonsets").get(ds_name, namespace)
+        p = path("apps/v1", "daemonsets", namespace=namespace)
+        if existing is None:
+            try:
+                self.kube.create(p, body)
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+        elif (existing["metadata"].get("annotations") or {}).get("twin.confidential.gpu/spec-hash") != digest:
+            self.kube.merge_patch(f"{p}/{ds_name}", {"metadata": {"annotations": body["metadata"]["annotations"]},
+                                                    "spec": body["spec"]})
+
+    def _problems(self, cp, namespace, operands, nodes):
+        problems = []
+        for _, ds_name, _, deploy, *_ in operands:
+            ds = self.cache("apps/v1", "daemonsets").get(ds_name, namespace)
+            status = (ds or {}).get("status") or {}
+            if ds is None or status.get("observedGeneration", 0) < ds["metadata"].get("generation", 1):
+                problems.append("{0}: not rolled out yet".format(ds_name))
+                continue
+            # Count the nodes from their labels too: the DaemonSet's status lags behind a relabel.
+            expected = sum(1 for n in nodes if (n["metadata"].get("labels") or {}).get(DEPLOY + deploy) == "true")
+            desired, ready = status.get("desiredNumberScheduled", 0), status.get("numberReady", 0)
+            if ready < max(desired, expected):
+                problems.append("{0}: {1}/{2} pods ready".format(ds_name, ready, max(desired, expected)))
+        fields = {o[0] for o in operands}
+        for node in nodes:
+            labels = node["metadata"].get("labels") or {}
+            name = node["metadata"]["name"]
+            host = self.world.host(name)
+            if labels.get(GPU_PRESENT) != "true" or host is None or not host.gpus:
+                continue
+            if workload_of(cp, labels) != "vm-passthrough" or "vfioManager" not in fields:
+                continue
+            bound = [g for g in host.gpus if g["driver"] == "vfio-pci"]
+            if len(bound) < len(host.gpus):
+                why = "" if host.iommu_enabled() else " (the host's IOMMU is off, vfio-pci cannot bind)"
+                problems.append("{0}: {1} of {2} GPUs bound to vfio-pci{3}".format(name, len(bound), len(host.gpus), why))
+                continue
+            if "kataSandboxDevicePlugin" in fields:
+                resource = pgpu_resource(cp, host.gpus[0])
+                allocatable = ((node.get("status") or {}).get("allocatable") or {}).get(resource, "0")
+                if int(allocatable) < len(host.gpus):
+                    problems.append("{0}: {1} allocatable is {2}, {3} GPUs".format(name, resource, allocatable,
+                                                                                   len(host.gpus)))
+        return problems
+
+    @staticmethod
+    def _condition(kind, status, reason, message):
+        return {"type": kind, "status": status, "reason": reason, "message": message}
+
+    def _status(self, cp, state, conditions, namespace=None):
+        old = cp.get("status") or {}
+        old_conditions = {c.get("type"): c for c in old.get("conditions") or []}
+        stamped = []
+        for cond in conditions:
+            before = old_conditions.get(cond["type"]) or {}
+            same = before.get("status") == cond["status"] and before.get("reason") == cond["reason"]
+            stamped.append(dict(cond, lastTransitionTime=before.get("lastTransitionTime") if same else now()))
+        status = {"state": state, "conditions": stamped}
+        if namespace:
+            status["namespace"] = namespace
+        if all(old.get(k) == v for k, v in status.items() if k != "conditions") and \
+                [{k: c.get(k) for k in ("type", "status", "reason", "message")} for c in old.get("conditions") or []] == \
+                [{k: c.get(k) for k in ("type", "status", "reason", "message")} for c in stamped]:
+            return
+        self.kube.merge_patch(path(CP_API, CP_PLURAL, cp["metadata"]["name"], subresource="status"), {"status": status})
+
+
+class GpuNodeAgent(Controller):
+    """What the operands do on each GPU node: vfio binding, the pgpu device plugin, cc-manager."""
+
+    name = "gpu-node-agent"
+    api_version = "v1"
+    plural = "nodes"
+
+    def __init__(self, world):
+        super().__init__(world)
+        self.switching = {}  # node -> (mode, monotonic deadline)
+        world.subscribe(lambda host: self.queue.add((None, host.name)))
+
+    def setup(self, manager):
+        super().setup(manager)
+        manager.informer(CP_API, CP_PLURAL).add_handler(
+            lambda kind, obj: [self.queue.add((None, n)) for n in self.world.hosts])
+        manager.informer("v1", "pods").add_handler(self._pod_event)
+
+    def _pod_event(self, kind, obj):
+        node = (obj.get("spec") or {}).get("nodeName")
+        if node and (obj["metadata"].get("labels") or {}).get("app") in APP.values():
+            self.queue.add((None, node))
+
+    def _policy(self):
+        return honoured(self.cache(CP_API, CP_PLURAL).items())
+
+    def _pod(self, node, app):
+        for pod in self.cache("v1", "pods").items():
+            if (pod.get("spec") or {}).get("nodeName") == node and (pod["metadata"].get("labels") or {}).get("app") == app:
+                if not pod["metadata"].get("deletionTimestamp"):
+                    return pod
+        return None
+
+    def reconcile(self, key):
+        _, name = key
+        node = self.cache("v1", "nodes").get(name)
+        host = self.world.host(name)
+        cp = self._policy()
+        if node is None or host is None or cp is None or not host.gpus or not host.ready:
+            return None
+        labels = node["metadata"].get("labels") or {}
+        if labels.get(GPU_PRESENT) != "true":
+            return None
+        fields = {o[0] for o in enabled_operands(cp)}
+        vfio = self._pod(name, APP["vfioManager"])
+        if "vfioManager" in fields and vfio and _ready_pod(vfio) and host.iommu_enabled():
+            if any(g["driver"] != "vfio-pci" for g in host.gpus):
+                for gpu in host.gpus:
+                    gpu["driver"] = "vfio-pci"
+                log.info("%s: GPUs bound to vfio-pci", name)
+                self.world.changed(host)
+        self._advertise(cp, node, host, fields)
+        if "ccManager" in fields:
+            return self._cc_manager(cp, node, host)
+        return None
+
+    def _advertise(self, cp, node, host, fields):
+        plugin = self._pod(node["metadata"]["name"], APP["kataSandboxDevicePlugin"])
+        counts = {}
+        running = "kataSandboxDevicePlugin" in fields and plugin is not None and _ready_pod(plugin)
+        if running:
+            for gpu in host.gpus:
+                if gpu["driver"] == "vfio-pci":
+                    resource = pgpu_resource(cp, gpu)
+                    counts[resource] = counts.get(resource, 0) + 1
+        status = node.get("status") or {}
+        capacity, allocatable = status.get("capacity") or {}, status.get("allocatable") or {}
+        patch_cap, patch_alloc = {}, {}
+        for resource, count in counts.items():
+            if capacity.get(resource) != str(count):
+                patch_cap[resource] = str(count)
+            if allocatable.get(resource) != str(count):
+                patch_alloc[resource] = str(count)
+        # A device plugin that stops running leaves the capacity but nothing allocatable (kubelet).
+        for resource, value in allocatable.items():
+            if resource.startswith("nvidia.com/") and resource not in counts and value != "0":
+                patch_alloc[resource] = "0"
+        patch = {k: v for k, v in (("capacity", patch_cap), ("allocatable", patch_alloc)) if v}
+        if patch:
+            self.kube.merge_patch(path("v1", "nodes", node["metadata"]["name"], subresource="status"),
+                                  {"status": patch})
+
+    # -- cc-manager ---------------------------------------------------------------------------
+
+    def _cc_manager(self, cp, node, host):
+        name = node["metadata"]["name"]
+        labels = node["metadata"].get("labels") or {}
+        pod = self._pod(name, APP["ccManager"])
+        if pod is None or (pod.get("status") or {}).get("phase") != "Running":
+            return None  # cc-manager not running here (yet, or evicted); its pod event brings us back
+        default = (_spec(cp).get("ccManager") or {}).get("defaultMode") or ""
+        mode = labels.get(CC_MODE) or default
+        if not mode:
+            return None  # nothing asked for: cc-manager leaves the GPUs as they are
+        state, reason = cc_outcome(mode, host.gpus)
+        if self.world.fault("gpu-cc-stuck-failed", node=name):
+            state, reason = "failed", "GPU {0}: CC mode query failed (fault injected)".format(host.gpus[0]["pci_address"])
+        current = labels.get(CC_MODE_STATE)
+        gpus_at = all(g.get("cc_mode", "off") == mode for g in host.gpus)
+        if state == mode and gpus_at:
+            # Already there (or nothing to do): publish the state without a reset.
+            self.switching.pop(name, None)
+            self._publish(node, state, pod, None)
+            return None
+        if state == "failed" and current == "failed" and name not in self.switching:
+            return None  # settled on the failure: cc-manager acts again only on a new label
+        started = self.switching.get(name)
+        if started is None or started[0] != mode:
+            self.switching[name] = (mode, time.monotonic() + float(self.world.timings.get("cc_mode_switch", 1.0)))
+            self._pause(node, True)
+            return float(self.world.timings.get("cc_mode_switch", 1.0)) or 0.01
+        remaining = started[1] - time.monotonic()
+        if remaining > 0:
+            return remaining
+        if self.world.fault("cc-mode-switch-hangs", node=name):
+            return None  # the GPU reset never comes back: the state label keeps its old value
+        self.switching.pop(name, None)
+        if state != "failed":
+            for gpu in host.gpus:
+                gpu["cc_mode"] = state
+            self.world.changed(host)
+        self._pause(node, False)
+        self._publish(node, state, pod, reason)
+        return None
+
+    def _pause(self, node, pause):
+        labels = node["metadata"].get("labels") or {}
+        patch = {}
+        for component in EVICTED_BY_CC_MANAGER:
+            key = DEPLOY + component
+            value = labels.get(key)
+            if pause and value == "true":
+                patch[key] = PAUSED
+            elif not pause and value == PAUSED:
+                patch[key] = "true"
+        if patch:
+            self.kube.merge_patch(path("v1", "nodes", node["metadata"]["name"]), {"metadata": {"labels": patch}})
+
+    def _publish(self, node, state, pod, reason):
+        labels = node["metadata"].get("labels") or {}
+        if labels.get(CC_MODE_STATE) != state or labels.get(CC_READY_STATE) != ready_state(state):
+            self.kube.merge_patch(path("v1", "nodes", node["metadata"]["name"]), {"metadata": {"labels": {
+                CC_MODE_STATE: state, CC_READY_STATE: ready_state(state)}}})
+            log.info("%s: %s=%s", node["metadata"]["name"], CC_MODE_STATE, state)
+        self._pod_health(pod, reason if state == "failed" else None)
+
+    def _pod_health(self, pod, failure):
+        """The cc-manager container crashes and restarts on a failure, as the real one does."""
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        if not statuses:
+            return
+        cs = statuses[0]
+        last = ((cs.get("lastState") or {}).get("terminated") or {}).get("message")
+        if failure is None and cs.get("ready"):
+            return
+        if failure is not None and not cs.get("ready") and last == failure:
+            return
+        ts = now()
+        if failure is None:
+            new = dict(cs, ready=True, started=True, state={"running": {"startedAt": ts}})
+            ready = {"type": "Ready", "status": "True", "lastTransitionTime": ts}
+        else:
+            new = dict(cs, ready=False, started=True, restartCount=int(cs.get("restartCount", 0)) + 1,
+                       state={"running": {"startedAt": ts}},
+                       lastState={"terminated": {"exitCode": 1, "reason": "Error", "message": failure,
+                                                 "startedAt": ts, "finishedAt": ts}})
+            ready = {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": ts,
+                     "message": "containers with unready status: [{0}]".format(cs.get("name"))}
+        meta = pod["metadata"]
+        try:
+            self.kube.request("PATCH", path("v1", "pods", meta["name"], meta["namespace"], subresource="status"),
+                              {"status": {"containerStatuses": [new], "conditions": [
+                                  ready, dict(ready, type="ContainersReady")]}},
+                              content_type="application/strategic-merge-patch+json")
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+
+class OperandWorkload(workloads.Workload):
+    """Operand containers keep running; their logs say what they found on the node."""
+
+    name = "gpu-operand"
+
+    def claims(self, ctx):
+        return (ctx.pod["metadata"].get("labels") or {}).get("app") in APP.values()
+
+    def run(self, ctx):
+        app = ctx.pod["metadata"]["labels"]["app"]
+        host = ctx.host
+        lines = []
+        if app == APP["ccManager"]:
+            env = {e.get("name"): e.get("value") for e in ctx.container.get("env") or []}
+            lines.append("k8s-cc-manager: node {0}, default CC mode {1!r}".format(host.name, env.get("DEFAULT_CC_MODE", "")))
+            for gpu in host.gpus:
+                lines.append("GPU {0} {1}: cc capable {2}, ppcie capable {3}, current mode {4}".format(
+                    gpu["pci_address"], gpu["model"], bool(gpu.get("cc_capable")), ppcie_capable(gpu),
+                    gpu.get("cc_mode", "off")))
+        elif app == APP["vfioManager"]:
+            if not host.iommu_enabled():
+                lines.append("vfio-manager: IOMMU is not enabled on {0}; cannot bind GPUs to vfio-pci".format(host.name))
+            for gpu in host.gpus:
+                lines.append("binding {0} ({1}) to vfio-pci".format(gpu["pci_address"], gpu["device_id"]))
+        else:
+            lines.append("{0}: started on {1}".format(app, host.name))
+        return workloads.Result(running=True, log="\n".join(lines) + "\n")
+
+
+def register(manager, world):
+    workloads.register(OperandWorkload())
+    manager.add(GpuOperator(world))
+    manager.add(GpuNodeAgent(world))
