@@ -13,6 +13,7 @@ PLUGINS = [
     "twin.controllers.faults",
     "twin.controllers.route",
     "twin.controllers.olm",
+    "twin.controllers.gpu_operator",
 ]
 
 
