@@ -248,7 +248,10 @@ class PodRunner(Controller):
         meta = pod["metadata"]
         results = []
         for container in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
-            ctx = workloads.Context(pod=pod, container=container, host=host, world=self.world)
+            log_key = (meta["namespace"], meta["name"], container["name"])
+            # Servers keep writing to their container log after start (e.g. the twin KBS's decisions).
+            ctx = workloads.Context(pod=pod, container=container, host=host, world=self.world,
+                                    extra={"log": lambda text, k=log_key: self.logs.write(k, text)})
             try:
                 result = workloads.resolve(ctx).run(ctx)
             except Exception as exc:  # a workload's bug shows as a failed container, not a dead kubelet

@@ -12,6 +12,8 @@ import importlib
 PLUGINS = [
     "twin.controllers.faults",
     "twin.controllers.route",
+    "twin.controllers.router",
+    "twin.controllers.trustee",
     "twin.controllers.olm",
     "twin.controllers.gpu_operator",
 ]

@@ -1,0 +1,278 @@
+"""The Trustee operator twin and its KBS: generated objects, user edits kept, and real attestation exchanges.
+
+The exchange tests attest a simulated TDX VM (twin.tee) with the collection's own initdata through
+the passthrough route, verifying the KBS certificate against the test CA, and check the EAR token
+and the secret; the negative cases are the ones users need to see refused (anchors T7).
+"""
+
+import base64
+import json
+
+import pytest
+
+from plugins.module_utils import initdata
+from tests.twin.trustee_helpers import (
+    API,
+    TrusteePki,
+    admitted,
+    ensure_trustee_crds,
+    route,
+    tls_secret,
+    trustee_config,
+    wait_for,
+    zone,
+)
+from twin import tee
+from twin.kbs.client import KbsClient, KbsClientError, token_claims
+from twin.kube import path
+
+pytestmark = pytest.mark.twin
+
+
+def _ready(obj):
+    return (obj.get("status") or {}).get("isReady") is True
+
+
+@pytest.fixture
+def trustee(twin, namespace, twin_crds):
+    """A Restricted TrusteeConfig with its TLS secrets and a passthrough route, ready."""
+    kube = twin.kube
+    ensure_trustee_crds(kube, twin_crds)
+    kube.create(path("route.openshift.io/v1", "routes", namespace=namespace), route(namespace))
+    host = wait_for(kube, path("route.openshift.io/v1", "routes", namespace=namespace), "kbs", admitted,
+                    what="route kbs admitted")["spec"]["host"]
+    material = TrusteePki(host, namespace)
+    secrets = path("v1", "secrets", namespace=namespace)
+    kube.create(secrets, tls_secret("kbs-tls-secret", namespace, material.kbs_key, material.kbs_cert))
+    kube.create(secrets, tls_secret("kbs-attestation-token-secret", namespace, material.token_key, material.token_cert))
+    kube.create(secrets, {"metadata": {"name": "kbsres1"}, "stringData": {"key1": "the-workload-secret"}})
+    kube.create(path(API, "trusteeconfigs", namespace=namespace), trustee_config("trustee-config", namespace))
+    tc = wait_for(kube, path(API, "trusteeconfigs", namespace=namespace), "trustee-config", _ready, timeout=90,
+                  what="TrusteeConfig ready")
+    return {"namespace": namespace, "host": host, "pki": material, "tc": tc, "kube": kube}
+
+
+def _configmap(kube, namespace, name):
+    return kube.get(path("v1", "configmaps", name, namespace))
+
+
+def _set_reference_values(kube, namespace, entries):
+    """Write the RVPS ConfigMap in the layout the operator generated (key and shape it chose)."""
+    cm = _configmap(kube, namespace, "trustee-config-rvps-reference-values")
+    (key,) = cm["data"]
+    if key == "reference_value":
+        text = json.dumps({e["name"]: {"expiration": e["expiration"], "value": e["value"]} for e in entries})
+    else:
+        text = json.dumps(entries)
+    kube.merge_patch(path("v1", "configmaps", "trustee-config-rvps-reference-values", namespace), {"data": {key: text}})
+
+
+def _add_resource(kube, namespace, secret):
+    """List a secret in kbsSecretResources and wait for the operator to roll the KBS out with it."""
+    p = path(API, "kbsconfigs", "trustee-config-kbs-config", namespace)
+    kbs = kube.get(p)
+    resources = kbs["spec"].get("kbsSecretResources") or []
+    if secret in resources:
+        return
+    kube.merge_patch(p, {"spec": {"kbsSecretResources": resources + [secret]}})
+
+    def rolled_out(dep):
+        volumes = dep["spec"]["template"]["spec"].get("volumes") or []
+        status = dep.get("status") or {}
+        return (any((v.get("secret") or {}).get("secretName") == secret for v in volumes)
+                and status.get("observedGeneration", 0) >= dep["metadata"]["generation"]
+                and status.get("updatedReplicas", 0) == status.get("replicas", -1) == status.get("availableReplicas"))
+
+    wait_for(kube, path("apps/v1", "deployments", namespace=namespace), "trustee-deployment", rolled_out,
+             timeout=60, what=f"the KBS rolled out with resource {secret}")
+
+
+def _restart_kbs(kube, namespace):
+    """Replace the KBS pod (what users do after editing its ConfigMaps) and wait until it serves again."""
+    pods = path("v1", "pods", namespace=namespace)
+    old = {p["metadata"]["uid"] for p in kube.list(pods, labelSelector="app=kbs")["items"]}
+    for pod in kube.list(pods, labelSelector="app=kbs")["items"]:
+        kube.delete(path("v1", "pods", pod["metadata"]["name"], namespace))
+    _wait_new_kbs_pod(kube, namespace, old)
+
+
+def _wait_new_kbs_pod(kube, namespace, old_uids):
+    deps = path("apps/v1", "deployments", namespace=namespace)
+
+    def settled(dep):
+        status = dep.get("status") or {}
+        if status.get("observedGeneration", 0) < dep["metadata"]["generation"]:
+            return False
+        pods = kube.list(path("v1", "pods", namespace=namespace), labelSelector="app=kbs")["items"]
+        fresh = [p for p in pods if p["metadata"]["uid"] not in old_uids and not p["metadata"].get("deletionTimestamp")
+                 and (p.get("status") or {}).get("phase") == "Running"]
+        stale = [p for p in pods if p["metadata"]["uid"] in old_uids]
+        return bool(fresh) and not stale and status.get("availableReplicas", 0) >= 1
+
+    wait_for(kube, deps, "trustee-deployment", settled, timeout=60, what="a new KBS pod serving")
+
+
+@pytest.fixture
+def node(twin):
+    import yaml
+
+    profile = yaml.safe_load((twin.state / "profile.yaml").read_text())
+    return profile, next(n for n in profile["nodes"] if (n.get("tee") or {}).get("type"))
+
+
+def _client(trustee):
+    url = f"https://{trustee['host']}"
+    return KbsClient(url, trustee["pki"].ca_pem, zone=zone(trustee["kube"]))
+
+
+# -- generated objects -------------------------------------------------------------------------------
+
+
+def test_trusteeconfig_generates_the_red_hat_objects(trustee):
+    kube, ns = trustee["kube"], trustee["namespace"]
+    tc = trustee["tc"]
+    assert tc["status"]["statusDescription"] == "TrusteeConfig is ready and KbsConfig is deployed successfully"
+    assert tc["status"]["kbsConfigRef"]["name"] == "trustee-config-kbs-config"
+    keys = {name: sorted(_configmap(kube, ns, name)["data"]) for name in (
+        "trustee-config-kbs-config", "trustee-config-attestation-policy-cpu", "trustee-config-attestation-policy-gpu",
+        "trustee-config-rvps-reference-values", "trustee-config-resource-policy")}
+    assert keys == {
+        "trustee-config-kbs-config": ["kbs-config.toml"],
+        "trustee-config-attestation-policy-cpu": ["default_cpu.rego"],
+        "trustee-config-attestation-policy-gpu": ["default_gpu.rego"],
+        "trustee-config-rvps-reference-values": ["reference_value"],
+        "trustee-config-resource-policy": ["resource-policy.rego"],
+    }
+    toml = _configmap(kube, ns, "trustee-config-kbs-config")["data"]["kbs-config.toml"]
+    assert "insecure_http = false" in toml and 'authorization_mode = "DenyAll"' in toml
+    assert '[attestation_service.verifier_config.nvidia_verifier]\ntype = "Remote"' in toml
+    secrets = {s["metadata"]["name"]: s for s in kube.list(path("v1", "secrets", namespace=ns))["items"]}
+    assert sorted(secrets["trustee-config-auth-secret"]["data"]) == ["privateKey", "publicKey"]
+    assert base64.b64decode(secrets["trustee-config-auth-secret"]["data"]["publicKey"]).startswith(
+        b"-----BEGIN PUBLIC KEY-----")
+    assert sorted(secrets["trustee-config-https-key-secret"]["data"]) == ["privateKey"]
+    assert sorted(secrets["trustee-config-https-cert-secret"]["data"]) == ["certificate"]
+    assert sorted(secrets["trustee-config-attestation-key-secret"]["data"]) == ["token.key"]
+    assert sorted(secrets["trustee-config-attestation-cert-secret"]["data"]) == ["token.crt"]
+    assert "attestation-status" in secrets
+    kbs = kube.get(path(API, "kbsconfigs", "trustee-config-kbs-config", ns))
+    assert kbs["spec"]["kbsDeploymentType"] == "AllInOneDeployment"
+    assert kbs["spec"]["kbsSecretResources"] == ["attestation-status"]
+    assert kbs["spec"]["kbsRvpsRefValuesConfigMapName"] == "trustee-config-rvps-reference-values"
+    assert kbs["status"]["isReady"] is True
+    dep = kube.get(path("apps/v1", "deployments", "trustee-deployment", ns))
+    assert dep["spec"]["template"]["metadata"]["labels"] == {"app": "kbs"}
+    svc = kube.get(path("v1", "services", "kbs-service", ns))
+    assert svc["spec"]["ports"][0]["name"] == "kbs-port" and svc["spec"]["ports"][0]["port"] == 8080
+    # Everything generated goes with the TrusteeConfig (owner references for the garbage collector).
+    cm = _configmap(kube, ns, "trustee-config-attestation-policy-cpu")
+    assert cm["metadata"]["ownerReferences"][0]["kind"] == "TrusteeConfig"
+
+
+def test_user_edits_of_generated_objects_survive_reconciles(trustee):
+    kube, ns = trustee["kube"], trustee["namespace"]
+    cpu = path("v1", "configmaps", "trustee-config-attestation-policy-cpu", ns)
+    edited = _configmap(kube, ns, "trustee-config-attestation-policy-cpu")["data"]["default_cpu.rego"] + "\n# ours\n"
+    kube.merge_patch(cpu, {"data": {"default_cpu.rego": edited}})
+    kbs_cm = path("v1", "configmaps", "trustee-config-kbs-config", ns)
+    toml = _configmap(kube, ns, "trustee-config-kbs-config")["data"]["kbs-config.toml"] + "\n# tuned by hand\n"
+    kube.merge_patch(kbs_cm, {"data": {"kbs-config.toml": toml}})
+    _add_resource(kube, ns, "kbsres1")
+    # A spec change makes the operator reconcile everything it generates.
+    kube.merge_patch(path(API, "trusteeconfigs", "trustee-config", ns), {"spec": {"tlsConfig": {"profile": "modern"}}})
+    merged = wait_for(kube, path("v1", "configmaps", namespace=ns), "trustee-config-kbs-config",
+                      lambda cm: 'tls_profile = "modern"' in cm["data"]["kbs-config.toml"], what="TLS merged in")
+    assert "# tuned by hand" in merged["data"]["kbs-config.toml"]
+    assert 'tls_profile = "intermediate"' not in merged["data"]["kbs-config.toml"]
+    assert _configmap(kube, ns, "trustee-config-attestation-policy-cpu")["data"]["default_cpu.rego"] == edited
+    kbs = kube.get(path(API, "kbsconfigs", "trustee-config-kbs-config", ns))
+    assert kbs["spec"]["kbsSecretResources"] == ["attestation-status", "kbsres1"]
+
+
+# -- attestation exchanges ---------------------------------------------------------------------------
+
+
+def _good_reference_values(profile, node):
+    return tee.reference_values(profile["openshift"]["version"], node["tee"]["type"], gpu=True, host_spec=node)
+
+
+def test_attestation_exchange_affirms_and_releases_the_secret(trustee, node):
+    kube, ns = trustee["kube"], trustee["namespace"]
+    profile, host = node
+    _set_reference_values(kube, ns, _good_reference_values(profile, host))
+    _add_resource(kube, ns, "kbsres1")
+    _restart_kbs(kube, ns)
+    url = f"https://{trustee['host']}"
+    toml = initdata.render(url, kbs_cert=trustee["pki"].ca_pem)
+    vm = tee.launch(host, profile["openshift"]["version"], initdata_toml=toml)
+    client = _client(trustee)
+    token = client.attest(vm, initdata_toml=toml)
+    # The KBS's certificate verified against our CA for the route host (SNI through the router).
+    assert ("DNS", trustee["host"]) in client.last_peer_certificate["subjectAltName"]
+    claims = token_claims(token)
+    assert {n: s["ear.status"] for n, s in claims["submods"].items()} == {"cpu0": "affirming", "gpu0": "affirming"}
+    cpu0 = claims["submods"]["cpu0"]
+    evidence = cpu0["ear.veraison.annotated-evidence"]
+    assert evidence["init_data"] == initdata.bindings(toml)["tdx_mrconfigid"]
+    assert evidence["init_data_claims"]["aa.toml"]["token_configs"]["kbs"]["url"] == url
+    assert cpu0["ear.trustworthiness-vector"]["hardware"] == 2
+    assert client.resource("default/kbsres1/key1") == b"the-workload-secret"
+    assert client.resource("default/attestation-status/status") == b"success"
+    with pytest.raises(KbsClientError) as missing:
+        client.resource("default/kbsres1/nope")
+    assert missing.value.status == 404
+    # The token also works on its own (Authorization: Bearer), verified against the token certificate.
+    fresh = _client(trustee)
+    fresh.key = client.key
+    assert fresh.resource("default/kbsres1/key1", bearer=token) == b"the-workload-secret"
+    logs = kube.request("GET", path("v1", "pods", _kbs_pod(kube, ns), ns, "log"))
+    assert "NRAS at https://nras.attestation.nvidia.com/v4/attest cannot be reached from the twin" in logs
+
+
+def _kbs_pod(kube, namespace):
+    pods = kube.list(path("v1", "pods", namespace=namespace), labelSelector="app=kbs")["items"]
+    return next(p["metadata"]["name"] for p in pods if (p.get("status") or {}).get("phase") == "Running")
+
+
+def test_tampered_initdata_is_refused(trustee, node):
+    kube, ns = trustee["kube"], trustee["namespace"]
+    profile, host = node
+    url = f"https://{trustee['host']}"
+    launched = initdata.render(url, kbs_cert=trustee["pki"].ca_pem)
+    vm = tee.launch(host, profile["openshift"]["version"], initdata_toml=launched)
+    # Same document, the agent policy loosened after launch: the bytes (and digest) differ.
+    tampered = launched.replace("default ReadStreamRequest := false", "default ReadStreamRequest := true")
+    assert tampered != launched
+    client = _client(trustee)
+    with pytest.raises(KbsClientError) as refused:
+        client.attest(vm, initdata_toml=tampered)
+    assert refused.value.status == 401 and refused.value.kind == "AttestationError"
+    assert "MRCONFIGID is different" in refused.value.detail
+    with pytest.raises(KbsClientError) as no_token:
+        client.resource("default/attestation-status/status")
+    assert no_token.value.status == 401 and no_token.value.kind == "TokenNotFound"
+
+
+def test_wrong_reference_value_names_the_group_and_denies_the_secret(trustee, node):
+    kube, ns = trustee["kube"], trustee["namespace"]
+    profile, host = node
+    values = _good_reference_values(profile, host)
+    for entry in values:
+        if entry["name"] == "mr_td":
+            entry["value"] = ["00" * 48]  # firmware of another release
+    _set_reference_values(kube, ns, values)
+    _add_resource(kube, ns, "kbsres1")
+    _restart_kbs(kube, ns)
+    url = f"https://{trustee['host']}"
+    toml = initdata.render(url, kbs_cert=trustee["pki"].ca_pem)
+    vm = tee.launch(host, profile["openshift"]["version"], initdata_toml=toml)
+    client = _client(trustee)
+    claims = token_claims(client.attest(vm, initdata_toml=toml))
+    cpu0 = claims["submods"]["cpu0"]
+    vector = cpu0["ear.trustworthiness-vector"]
+    assert vector["hardware"] == 97  # unrecognized hardware: MRTD not among the reference values
+    assert cpu0["ear.status"] == "contraindicated"
+    assert claims["submods"]["gpu0"]["ear.status"] == "affirming"
+    with pytest.raises(KbsClientError) as denied:
+        client.resource("default/kbsres1/key1")
+    assert denied.value.status == 403 and denied.value.kind == "PolicyDeny"

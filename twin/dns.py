@@ -1,0 +1,79 @@
+"""Name resolution between twins: which loopback address answers for a host name.
+
+A twin has no DNS, and its routes' hosts (``*.apps.<cluster>.<domain>``) resolve nowhere. Each twin
+keeps its zone in the ConfigMap ``twin-system/twin-dns`` (key ``hosts.yaml``, a map of a host
+name or a ``*.`` wildcard to ``127.0.0.1:<port>``). The router twin writes its own wildcard there
+when it starts (``*.<apps domain>`` → its passthrough router), so clients of that twin can reach its
+routes; :func:`link` copies one twin's zone into another's, which is what lets pods and tests of a
+workload twin reach the routes of a trusted twin, as DNS does between real clusters.
+
+Clients resolve with :func:`resolve`, most specific entry first (an exact host, then the longest
+wildcard suffix), and connect to the address while keeping the host name for SNI and certificate
+verification (``curl --resolve`` does the same).
+"""
+
+import yaml
+
+from .kube import ApiError, path
+
+NAMESPACE = "twin-system"
+CONFIGMAP = "twin-dns"
+KEY = "hosts.yaml"
+
+
+def _path(name=None):
+    return path("v1", "configmaps", name, NAMESPACE)
+
+
+def entries(kube) -> dict:
+    """The twin's zone: {host or '*.suffix': 'addr:port'}."""
+    try:
+        cm = kube.get(_path(CONFIGMAP))
+    except ApiError as exc:
+        if exc.status == 404:
+            return {}
+        raise
+    return parse((cm.get("data") or {}).get(KEY))
+
+
+def parse(text) -> dict:
+    doc = yaml.safe_load(text or "{}") or {}
+    if not isinstance(doc, dict):
+        return {}
+    return {str(k).lower(): str(v) for k, v in doc.items()}
+
+
+def publish(kube, mapping: dict):
+    """Add (or replace) entries in the twin's zone; other entries are kept."""
+    current = entries(kube)
+    current.update({k.lower(): v for k, v in mapping.items()})
+    body = {"data": {KEY: yaml.safe_dump(current, sort_keys=True)}}
+    try:
+        kube.merge_patch(_path(CONFIGMAP), body)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        kube.create(_path(), {"apiVersion": "v1", "kind": "ConfigMap",
+                              "metadata": {"name": CONFIGMAP, "namespace": NAMESPACE}, **body})
+
+
+def link(source_kube, target_kube):
+    """Make the source twin's hosts resolvable from the target twin."""
+    publish(target_kube, entries(source_kube))
+
+
+def resolve(host: str, zone: dict):
+    """(addr, port) answering for ``host``, or None when no entry covers it."""
+    host = host.lower().rstrip(".")
+    if host in zone:
+        return _addr(zone[host])
+    best = None
+    for name, target in zone.items():
+        if name.startswith("*.") and host.endswith(name[1:]) and (best is None or len(name) > len(best[0])):
+            best = (name, target)
+    return _addr(best[1]) if best else None
+
+
+def _addr(value):
+    host, _, port = value.rpartition(":")
+    return host, int(port)
