@@ -55,7 +55,7 @@ def _norm_id(device_id):
         text = text[2:]
     # "10de:2335" as lspci -n prints it
     if ":" in text:
-        text = text.split(":")[-1]
+        text = text.rsplit(":", maxsplit=1)[-1]
     return text
 
 

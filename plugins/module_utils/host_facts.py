@@ -155,6 +155,8 @@ def _cmdline(root):
     raw = _read(root, "/proc/cmdline")
     args = {}
     for token in (raw or "").split():
+        if token == "--":  # the rest goes to init, not to the kernel
+            break
         key, sep, value = token.partition("=")
         args[key] = value if sep else True
     return raw, args

@@ -151,9 +151,9 @@ def _parse_toml(text, field):
 def _algorithm(doc, field="algorithm"):
     algorithm = doc.get("algorithm")
     if algorithm not in ALGORITHMS:
+        what = "is missing" if algorithm is None else "{0!r} is not supported".format(algorithm)
         raise InitdataError(
-            "algorithm: {0!r} is not supported; valid values (exact, lower-case): {1}".format(
-                algorithm, ", ".join(sorted(ALGORITHMS))),
+            "algorithm: {0}; valid values (exact, lower-case): {1}".format(what, ", ".join(sorted(ALGORITHMS))),
             field=field)
     return algorithm
 
@@ -359,8 +359,8 @@ def validate(toml_text: str, allow_insecure_http: bool = False, allow_crlf: bool
         raise InitdataError("initdata: unknown top-level key(s) {0}; valid keys: version, algorithm, data".format(
             ", ".join(unknown)), field=unknown[0])
     if doc.get("version") != VERSION:
-        raise InitdataError("version: {0!r} is not supported; the only valid value is \"{1}\"".format(
-            doc.get("version"), VERSION), field="version")
+        what = "is missing" if doc.get("version") is None else "{0!r} is not supported".format(doc.get("version"))
+        raise InitdataError("version: {0}; the only valid value is \"{1}\"".format(what, VERSION), field="version")
     algorithm = _algorithm(doc)
     data = doc.get("data")
     if not isinstance(data, dict):

@@ -415,13 +415,13 @@ def check_completeness(rvs: dict, tee: str, gpu: bool = True, trustee_version: s
     groups = []
     notes = []
     seen = []
-    for submod, group, _, _, _ in rules:
-        if (submod, group) not in seen:
-            seen.append((submod, group))
+    for rule in rules:
+        if rule[:2] not in seen:
+            seen.append(rule[:2])
     for submod, group in seen:
-        candidates = [r for r in rules if r[0] == submod and r[1] == group]
+        candidates = [r[2:] for r in rules if r[:2] == (submod, group)]
         best = None
-        for _, _, value, names, conditions in candidates:
+        for value, names, conditions in candidates:
             needed = list(names)
             if tee == "tdx" and group == "hardware" and legacy:
                 needed += list(_TDX_LEGACY_HARDWARE)

@@ -98,7 +98,7 @@ def test_digest_rejects_other_algorithm_names(alg):
 
 
 def test_digest_rejects_a_missing_algorithm():
-    with pytest.raises(InitdataError, match="algorithm: None"):
+    with pytest.raises(InitdataError, match="algorithm: is missing"):
         initdata.digest('version = "0.1.0"\n')
 
 
