@@ -1,0 +1,241 @@
+"""The Machine Config Operator twin against the real API server: rendering, one-node-at-a-time
+rollouts with reboots, paused pools, custom pools, degraded nodes and drains a PDB blocks.
+
+Every test leaves the cluster as it found it (same rendered configs, nodes uncordoned), so tests
+after it on the shared default twin see a fresh cluster; reboots are counted as deltas.
+"""
+
+import threading
+
+import pytest
+
+from twin.kube import ApiError, path
+
+from tests.twin.mco_helpers import (
+    BOOTS, CURRENT, DESIRED, MC_API, ROLE, STATE, boots, condition, create, delete, hosts, mc, nodes, pool,
+    set_paused, wait, wait_pool,
+)
+
+pytestmark = [pytest.mark.twin, pytest.mark.slow]
+WORKERS = ["worker-0", "worker-1", "worker-2"]
+
+
+@pytest.fixture
+def kube(twin):
+    return twin.kube
+
+
+class NodeWatch:
+    """Records, from the API's node events, how many workers were down at once and who was cordoned."""
+
+    def __init__(self, kube, names):
+        self.kube = kube
+        self.names = set(names)
+        self.max_down = 0
+        self.not_ready_seen = set()
+        self.cordoned_while_not_ready = set()
+        self._stop = threading.Event()
+        listing = kube.list(path("v1", "nodes"))
+        self.version = listing["metadata"]["resourceVersion"]
+        self.state = {n["metadata"]["name"]: n for n in listing["items"]}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        for kind, node in self.kube.watch(path("v1", "nodes"), self.version, timeout_seconds=120):
+            if self._stop.is_set() or kind == "ERROR":
+                return
+            name = node["metadata"]["name"]
+            self.state[name] = node
+            down = [n for n in self.names if self._down(self.state[n])]
+            self.max_down = max(self.max_down, len(down))
+            for n in down:
+                if not self._ready(self.state[n]):
+                    self.not_ready_seen.add(n)
+                    if self.state[n]["spec"].get("unschedulable"):
+                        self.cordoned_while_not_ready.add(n)
+
+    @staticmethod
+    def _ready(node):
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+
+    def _down(self, node):
+        return not self._ready(node) or node["spec"].get("unschedulable") or \
+            node["metadata"]["annotations"].get(STATE) == "Working"
+
+    def stop(self):
+        self._stop.set()
+
+
+def test_seeded_pools_are_rendered_and_nodes_run_them(kube):
+    for name, members in (("master", 3), ("worker", 3)):
+        p = pool(kube, name)
+        target = p["spec"]["configuration"]["name"]
+        assert target.startswith(f"rendered-{name}-") and len(target) == len(f"rendered-{name}-") + 32
+        assert p["status"]["configuration"]["name"] == target
+        assert {s["name"] for s in p["spec"]["configuration"]["source"]} >= {f"00-{name}", f"99-{name}-ssh"}
+        assert p["status"]["machineCount"] == p["status"]["updatedMachineCount"] == members
+        assert condition(p, "Updated")["status"] == "True" and condition(p, "Degraded")["status"] == "False"
+        rendered = kube.get(path(MC_API, "machineconfigs", target))
+        assert rendered["metadata"]["ownerReferences"][0]["kind"] == "MachineConfigPool"
+        assert ROLE not in (rendered["metadata"].get("labels") or {})
+    for name, node in nodes(kube).items():
+        ann = node["metadata"]["annotations"]
+        role = "master" if name.startswith("master") else "worker"
+        assert ann[CURRENT] == ann[DESIRED] == pool(kube, role)["spec"]["configuration"]["name"]
+        assert ann[STATE] == "Done" and int(ann[BOOTS]) >= 1
+    assert pool(kube, "master")["spec"]["configuration"]["name"] != pool(kube, "worker")["spec"]["configuration"]["name"]
+
+
+def test_machine_config_rolls_out_one_node_at_a_time_and_back(twin, kube):
+    original = pool(kube, "worker")["spec"]["configuration"]["name"]
+    before = boots(kube)
+    watch = NodeWatch(kube, WORKERS)
+    create(kube, mc("99-worker-t-rollout", "worker", ["twin.test=rollout"],
+                    {"/etc/twin-test.conf": "rolled%20out%0A"}))
+    try:
+        p = wait_pool(kube, "worker", sources=["99-worker-t-rollout"])
+        watch.stop()
+        target = p["spec"]["configuration"]["name"]
+        assert target != original
+        rendered = kube.get(path(MC_API, "machineconfigs", target))["spec"]
+        assert "twin.test=rollout" in rendered["kernelArguments"]
+        assert any(f["path"] == "/etc/twin-test.conf" for f in rendered["config"]["storage"]["files"])
+        after = boots(kube)
+        assert {n: after[n] - before[n] for n in WORKERS} == {n: 1 for n in WORKERS}
+        assert all(after[n] == before[n] for n in after if n.startswith("master"))
+        assert watch.max_down == 1, "maxUnavailable 1: never two workers down at once"
+        assert watch.not_ready_seen == set(WORKERS) and watch.cordoned_while_not_ready == set(WORKERS)
+        state = hosts(twin)
+        assert all("twin.test=rollout" in state[n]["cmdline"] for n in WORKERS)
+        assert all(not n["spec"].get("unschedulable") for n in nodes(kube).values())
+    finally:
+        delete(kube, "99-worker-t-rollout")
+    p = wait_pool(kube, "worker", absent=["99-worker-t-rollout"])
+    assert p["spec"]["configuration"]["name"] == original, "same MachineConfigs render to the same name"
+    assert all("twin.test=rollout" not in hosts(twin)[n]["cmdline"] for n in WORKERS)
+
+
+def test_paused_pool_renders_but_defers_then_one_reboot_for_two_configs(kube):
+    before = boots(kube)
+    set_paused(kube, "worker", True)
+    try:
+        create(kube, mc("99-worker-t-paused-a", "worker", ["twin.test=a"]))
+        create(kube, mc("99-worker-t-paused-b", "worker", ["twin.test=b"]))
+        p = wait(kube, "machineconfigpools", lambda o: {"99-worker-t-paused-a", "99-worker-t-paused-b"} <= {
+            s["name"] for s in o["worker"]["spec"]["configuration"]["source"]}
+            and "paused" in condition(o["worker"], "Updating").get("message", ""), what="paused render")["worker"]
+        assert condition(p, "Updating")["status"] == "False"
+        assert condition(p, "Updated")["status"] == "False"
+        assert all(n["metadata"]["annotations"][DESIRED] != p["spec"]["configuration"]["name"]
+                   for name, n in nodes(kube).items() if name in WORKERS)
+    finally:
+        set_paused(kube, "worker", False)
+    wait_pool(kube, "worker", sources=["99-worker-t-paused-a", "99-worker-t-paused-b"])
+    after = boots(kube)
+    assert {n: after[n] - before[n] for n in WORKERS} == {n: 1 for n in WORKERS}
+    delete(kube, "99-worker-t-paused-a")
+    delete(kube, "99-worker-t-paused-b")
+    wait_pool(kube, "worker", absent=["99-worker-t-paused-a", "99-worker-t-paused-b"])
+
+
+def custom_pool(kube, name, label):
+    kube.create(path(MC_API, "machineconfigpools"), {
+        "apiVersion": MC_API, "kind": "MachineConfigPool",
+        "metadata": {"name": name, "labels": {f"pools.operator.machineconfiguration.openshift.io/{name}": ""}},
+        "spec": {"machineConfigSelector": {"matchExpressions": [{"key": ROLE, "operator": "In", "values": [name, "worker"]}]},
+                 "nodeSelector": {"matchLabels": {label: ""}}, "maxUnavailable": 1}})
+
+
+def label(kube, node, key, value=""):
+    kube.merge_patch(path("v1", "nodes", node), {"metadata": {"labels": {key: value}}})
+
+
+def remove_custom_pool(kube, name, node, key, configs=()):
+    label(kube, node, key, None)
+    wait(kube, "machineconfigpools", lambda o: o[name]["status"].get("machineCount") == 0
+         and o["worker"]["status"].get("machineCount") == 3, what=f"{node} back in worker")
+    wait_pool(kube, "worker")
+    kube.delete(path(MC_API, "machineconfigpools", name))
+    for config in configs:
+        delete(kube, config)
+
+
+def test_custom_pool_takes_its_node_out_of_worker(twin, kube):
+    before = boots(kube)
+    custom_pool(kube, "t-custom", "twin.test/custom")
+    create(kube, mc("99-t-custom-only", "t-custom", ["twin.test=custom"]))
+    label(kube, "worker-2", "twin.test/custom")
+    try:
+        p = wait_pool(kube, "t-custom", sources=["99-t-custom-only", "00-worker"])
+        assert p["status"]["machineCount"] == 1
+        assert p["spec"]["configuration"]["name"].startswith("rendered-t-custom-")
+        worker = wait(kube, "machineconfigpools", lambda o: o["worker"]["status"].get("machineCount") == 2,
+                      what="worker without worker-2")["worker"]
+        assert worker["status"]["updatedMachineCount"] == 2
+        assert nodes(kube)["worker-2"]["metadata"]["annotations"][CURRENT] == p["spec"]["configuration"]["name"]
+        state = hosts(twin)
+        assert "twin.test=custom" in state["worker-2"]["cmdline"]
+        assert "twin.test=custom" not in state["worker-1"]["cmdline"]
+        after = boots(kube)
+        assert after["worker-2"] - before["worker-2"] == 1 and after["worker-1"] == before["worker-1"]
+    finally:
+        remove_custom_pool(kube, "t-custom", "worker-2", "twin.test/custom", ["99-t-custom-only"])
+
+
+def test_reboot_degrades_fault_degrades_the_pool_until_lifted(twin, kube):
+    custom_pool(kube, "t-degraded", "twin.test/degraded")
+    label(kube, "worker-1", "twin.test/degraded")
+    wait_pool(kube, "t-degraded")
+    twin.set_faults([{"kind": "reboot-degrades", "node": "worker-1"}])
+    try:
+        create(kube, mc("99-t-degraded", "t-degraded", ["twin.test=degraded"]))
+        p = wait(kube, "machineconfigpools", lambda o: condition(o["t-degraded"], "Degraded").get("status") == "True",
+                 what="degraded pool")["t-degraded"]
+        assert p["status"]["degradedMachineCount"] == 1
+        assert "Node worker-1 is reporting" in condition(p, "NodeDegraded")["message"]
+        assert condition(p, "NodeDegraded")["reason"] == "1 nodes are reporting degraded status on sync"
+        ann = nodes(kube)["worker-1"]["metadata"]["annotations"]
+        assert ann[STATE] == "Degraded" and ann["machineconfiguration.openshift.io/reason"]
+        assert ann[CURRENT] != ann[DESIRED]
+        assert "twin.test=degraded" not in hosts(twin)["worker-1"]["cmdline"]
+    finally:
+        twin.set_faults([])
+    wait_pool(kube, "t-degraded", sources=["99-t-degraded"])
+    assert "twin.test=degraded" in hosts(twin)["worker-1"]["cmdline"]
+    remove_custom_pool(kube, "t-degraded", "worker-1", "twin.test/degraded", ["99-t-degraded"])
+
+
+def test_pod_disruption_budget_blocks_the_drain_until_removed(twin, kube, namespace):
+    custom_pool(kube, "t-drain", "twin.test/drain")
+    label(kube, "worker-0", "twin.test/drain")
+    wait_pool(kube, "t-drain")
+    kube.create(path("v1", "pods", namespace=namespace), {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "guarded", "labels": {"app": "guarded"}},
+        "spec": {"nodeName": "worker-0", "containers": [{"name": "c", "image": "registry.example.com/app:1"}]}})
+    kube.create(path("policy/v1", "poddisruptionbudgets", namespace=namespace), {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guard"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}})
+    wait(kube, "poddisruptionbudgets", lambda o: "guard" in o and o["guard"].get("status", {}).get("currentHealthy") == 1,
+         api_version="policy/v1", namespace=namespace, what="PDB status")
+    before = boots(kube)["worker-0"]
+    try:
+        create(kube, mc("99-t-drain", "t-drain", ["twin.test=drain"]))
+        wait(kube, "nodes", lambda o: o["worker-0"]["metadata"]["annotations"].get(STATE) == "Working", api_version="v1",
+             what="worker-0 working")
+        # The drain retries every few seconds; after two retries the pod is still there and the node up.
+        with pytest.raises(AssertionError):
+            wait(kube, "pods", lambda o: "guarded" not in o, timeout=12, api_version="v1", namespace=namespace)
+        node = nodes(kube)["worker-0"]
+        assert node["spec"].get("unschedulable") is True
+        assert boots(kube)["worker-0"] == before
+        assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+        with pytest.raises(ApiError) as refused:
+            kube.create(path("v1", "pods", "guarded", namespace, "eviction"), {
+                "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "guarded", "namespace": namespace}})
+        assert refused.value.status == 429
+    finally:
+        kube.delete(path("policy/v1", "poddisruptionbudgets", "guard", namespace))
+    wait_pool(kube, "t-drain", sources=["99-t-drain"])
+    assert boots(kube)["worker-0"] == before + 1
+    remove_custom_pool(kube, "t-drain", "worker-0", "twin.test/drain", ["99-t-drain"])

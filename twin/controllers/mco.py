@@ -1,0 +1,573 @@
+"""The Machine Config Operator twin: render controller, node controller, pool status, and the daemon.
+
+What the real MCO does, in the parts the collection depends on:
+
+* every pool (master and worker are seeded; custom pools such as OSC's ``kata-oc`` appear later)
+  renders the MachineConfigs its ``machineConfigSelector`` picks into ``rendered-<pool>-<md5>``
+  (sorted by name, files merged per path with later ones winning, kernel arguments concatenated
+  without repeats, extensions concatenated) and targets it in ``spec.configuration``;
+* a node belongs to master if it matches master, else to the one custom pool it matches, else to
+  worker; a node matching two custom pools is left alone, as the MCO does;
+* the node controller moves at most ``maxUnavailable`` nodes at a time by setting their
+  ``desiredConfig``, never while the pool is paused;
+* the daemon on a node whose ``desiredConfig`` differs from ``currentConfig`` cordons it, drains it
+  through the Eviction API (so the API server evaluates PodDisruptionBudgets), reboots it (the
+  kubelet twin reports NotReady for ``timings.reboot`` seconds), and afterwards the node's
+  simulated host has the rendered kernel arguments and files; then ``currentConfig`` and
+  ``state: Done`` are written and the node is uncordoned;
+* pool status is computed the way the MCO's node controller computes it (counts, Updated,
+  Updating, NodeDegraded, Degraded).
+
+Every change of a config reboots: the MCO's list of rebootless file changes is not modelled, as
+nothing the collection writes is on it. Faults: ``{kind: reboot-degrades, node: X}`` makes X come
+back from its reboot on its old config and report Degraded; ``{kind: drain-blocked, node: X}``
+makes X's drain fail as if a PodDisruptionBudget refused every eviction. The boots of each node are
+on the node as the annotation ``twin.confidential.gpu/boots`` so that tests and benchmarks in other
+processes can count reboots.
+"""
+
+import base64
+import copy
+import hashlib
+import json
+import logging
+import time
+import urllib.parse
+import uuid
+
+from ..controller import Controller
+from ..kube import ApiError, path
+from ..kubelet import now
+from ..world import FAULTS_CONFIGMAP, FAULTS_NAMESPACE
+
+log = logging.getLogger("twin.mco")
+
+MC_API = "machineconfiguration.openshift.io/v1"
+ROLE = "machineconfiguration.openshift.io/role"
+ANN = "machineconfiguration.openshift.io/"
+CURRENT = ANN + "currentConfig"
+DESIRED = ANN + "desiredConfig"
+STATE = ANN + "state"
+REASON = ANN + "reason"
+DESIRED_DRAIN = ANN + "desiredDrain"
+LAST_DRAIN = ANN + "lastAppliedDrain"
+BOOTS = "twin.confidential.gpu/boots"
+CONTROLLER_VERSION = "twin-4.21"
+# What ignition spec the rendered configs are written in (the MCO converts every MachineConfig to it).
+IGNITION_VERSION = "3.4.0"
+DRAIN_RETRY = 5.0  # seconds between eviction attempts; the MCO's drain controller retries the same way
+BUILTIN = ("master", "worker")
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def matches(selector, labels):
+    if selector is None:
+        return False
+    labels = labels or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        have = key in labels
+        ok = {"In": have and labels[key] in values, "NotIn": not have or labels[key] not in values,
+              "Exists": have, "DoesNotExist": not have}.get(op, False)
+        if not ok:
+            return False
+    return True
+
+
+def _merge_named(base, extra, key):
+    out = {item.get(key): item for item in base}
+    for item in extra:
+        out[item.get(key)] = item
+    return list(out.values())
+
+
+def render(configs):
+    """The rendered spec of a pool from its MachineConfigs (the MCO's MergeMachineConfigs)."""
+    configs = sorted(configs, key=lambda mc: mc["metadata"]["name"])
+    ignition = {"ignition": {"version": IGNITION_VERSION}, "storage": {"files": []}, "systemd": {"units": []},
+                "passwd": {"users": []}}
+    kargs, extensions = [], []
+    fips = False
+    kernel_type = "default"
+    os_image = ""
+    for mc in configs:
+        spec = mc.get("spec") or {}
+        config = spec.get("config") or {}
+        storage = config.get("storage") or {}
+        ignition["storage"]["files"] = _merge_named(ignition["storage"]["files"], storage.get("files") or [], "path")
+        ignition["systemd"]["units"] = _merge_named(ignition["systemd"]["units"],
+                                                    (config.get("systemd") or {}).get("units") or [], "name")
+        ignition["passwd"]["users"] = _merge_named(ignition["passwd"]["users"],
+                                                   (config.get("passwd") or {}).get("users") or [], "name")
+        for arg in spec.get("kernelArguments") or []:
+            if arg not in kargs:
+                kargs.append(arg)
+        extensions.extend(spec.get("extensions") or [])
+        fips = fips or bool(spec.get("fips"))
+        if spec.get("kernelType") == "realtime":
+            kernel_type = "realtime"
+        os_image = spec.get("osImageURL") or os_image
+    for entry in ignition["storage"]["files"]:
+        entry.setdefault("overwrite", True)
+    return {"config": ignition, "kernelArguments": kargs, "extensions": extensions, "fips": fips,
+            "kernelType": kernel_type, "osImageURL": os_image}
+
+
+def rendered_name(pool, spec):
+    digest = hashlib.md5(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()  # noqa: S324
+    return f"rendered-{pool}-{digest}"
+
+
+def selected(pool, machine_configs):
+    selector = (pool.get("spec") or {}).get("machineConfigSelector")
+    return [mc for mc in machine_configs
+            if not _owned_by_pool(mc) and matches(selector, mc["metadata"].get("labels"))]
+
+
+def _owned_by_pool(mc):
+    return any(o.get("kind") == "MachineConfigPool" for o in mc["metadata"].get("ownerReferences") or [])
+
+
+def pool_of(node, pools):
+    labels = node["metadata"].get("labels") or {}
+    names = sorted(p["metadata"]["name"] for p in pools
+                   if matches((p.get("spec") or {}).get("nodeSelector"), labels))
+    if "master" in names:
+        return "master"
+    custom = [n for n in names if n not in BUILTIN]
+    if len(custom) > 1:
+        return None  # the MCO refuses nodes in two custom pools
+    if custom:
+        return custom[0]
+    return names[0] if names else None
+
+
+def decode(source):
+    if not source or not source.startswith("data:"):
+        return ""
+    header, _, payload = source[5:].partition(",")
+    if header.endswith(";base64"):
+        return base64.b64decode(payload).decode("utf-8", "replace")
+    return urllib.parse.unquote(payload)
+
+
+# -- the objects a fresh cluster has ------------------------------------------------------------
+
+
+def base_configs(profile):
+    """A few of the MachineConfigs the installer and the MCO's template controller create per role."""
+    out = []
+    version = profile["openshift"]["version"]
+    os_image = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:" + hashlib.sha256(
+        ("rhel-coreos " + version).encode()).hexdigest()
+    for role in BUILTIN:
+        generated = {"machineconfiguration.openshift.io/generated-by-controller-version": CONTROLLER_VERSION}
+        out.append({
+            "apiVersion": MC_API, "kind": "MachineConfig",
+            "metadata": {"name": f"00-{role}", "labels": {ROLE: role}, "annotations": dict(generated)},
+            "spec": {"osImageURL": os_image, "config": {"ignition": {"version": IGNITION_VERSION}, "storage": {"files": [
+                {"path": "/etc/kubernetes/kubelet-plugins/volume/exec/.dummy", "mode": 0o644,
+                 "contents": {"source": "data:,"}},
+                {"path": "/etc/containers/storage.conf", "mode": 0o644,
+                 "contents": {"source": "data:,%5Bstorage%5D%0Adriver%20%3D%20%22overlay%22%0A"}},
+            ]}}},
+        })
+        out.append({
+            "apiVersion": MC_API, "kind": "MachineConfig",
+            "metadata": {"name": f"01-{role}-kubelet", "labels": {ROLE: role}, "annotations": dict(generated)},
+            "spec": {"config": {"ignition": {"version": IGNITION_VERSION}, "storage": {"files": [
+                {"path": "/etc/kubernetes/kubelet.conf", "mode": 0o644, "contents": {"source": "data:," + urllib.parse.quote(
+                    f"kind: KubeletConfiguration\nnodeLabels: node-role.kubernetes.io/{role}\n")}}]},
+                "systemd": {"units": [{"name": "kubelet.service", "enabled": True}]}}},
+        })
+        out.append({
+            "apiVersion": MC_API, "kind": "MachineConfig",
+            "metadata": {"name": f"99-{role}-ssh", "labels": {ROLE: role}},
+            "spec": {"config": {"ignition": {"version": "3.2.0"}, "passwd": {"users": [
+                {"name": "core", "sshAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItwin twin@example.com"]}]}}},
+        })
+    return out
+
+
+def rendered_object(pool, spec):
+    return {
+        "apiVersion": MC_API, "kind": "MachineConfig",
+        "metadata": {
+            "name": rendered_name(pool["metadata"]["name"], spec),
+            "annotations": {"machineconfiguration.openshift.io/generated-by-controller-version": CONTROLLER_VERSION},
+            "ownerReferences": [{"apiVersion": MC_API, "kind": "MachineConfigPool", "name": pool["metadata"]["name"],
+                                 "uid": pool["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}],
+        },
+        "spec": spec,
+    }
+
+
+def seed(kube, profile):
+    """Base MachineConfigs, rendered configs for master and worker, pools targeting them, nodes on them."""
+    mc_path = path(MC_API, "machineconfigs")
+    for mc in base_configs(profile):
+        kube.create_or_get(mc_path, mc)
+    configs = kube.list(mc_path)["items"]
+    pools = kube.list(path(MC_API, "machineconfigpools"))["items"]
+    nodes = kube.list(path("v1", "nodes"))["items"]
+    targets = {}
+    for pool in pools:
+        spec = render(selected(pool, configs))
+        rendered = kube.create_or_get(mc_path, rendered_object(pool, spec))
+        name = rendered["metadata"]["name"]
+        targets[pool["metadata"]["name"]] = name
+        source = _source(selected(pool, configs))
+        pool_path = path(MC_API, "machineconfigpools", pool["metadata"]["name"])
+        kube.merge_patch(pool_path, {"spec": {"configuration": {"name": name, "source": source}}})
+        count = sum(1 for n in nodes if pool_of(n, pools) == pool["metadata"]["name"])
+        kube.merge_patch(pool_path + "/status", {"status": {
+            "configuration": {"name": name, "source": source},
+            "machineCount": count, "updatedMachineCount": count, "readyMachineCount": count,
+            "unavailableMachineCount": 0, "degradedMachineCount": 0}})
+    for node in nodes:
+        target = targets.get(pool_of(node, pools))
+        if target:
+            kube.merge_patch(path("v1", "nodes", node["metadata"]["name"]), {"metadata": {"annotations": {
+                CURRENT: target, DESIRED: target, STATE: "Done", REASON: "", BOOTS: "1"}}})
+
+
+def _source(configs):
+    return [{"apiVersion": MC_API, "kind": "MachineConfig", "name": mc["metadata"]["name"]}
+            for mc in sorted(configs, key=lambda mc: mc["metadata"]["name"])]
+
+
+# -- node state as the API shows it -------------------------------------------------------------
+
+
+def _ann(node):
+    return node["metadata"].get("annotations") or {}
+
+
+def _ready(node):
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (node.get("status") or {}).get("conditions") or [])
+
+
+def _done(node, target):
+    ann = _ann(node)
+    return ann.get(CURRENT) == target and ann.get(DESIRED) == target and ann.get(STATE) == "Done"
+
+
+def _unavailable(node):
+    ann = _ann(node)
+    return (not _ready(node) or bool((node.get("spec") or {}).get("unschedulable"))
+            or ann.get(STATE) in ("Working", "Degraded", "Unreconcilable") or ann.get(DESIRED) != ann.get(CURRENT))
+
+
+def _max_unavailable(pool, count):
+    value = (pool.get("spec") or {}).get("maxUnavailable", 1)
+    if value is None:
+        return 1
+    if isinstance(value, str) and value.endswith("%"):
+        return max(1, int(count * int(value[:-1]) / 100))
+    return max(1, int(value))
+
+
+def _condition(kind, status, message="", reason="", previous=None):
+    old = next((c for c in previous or [] if c.get("type") == kind), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == status else now()
+    return {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
+
+
+# -- the controllers --------------------------------------------------------------------------------
+
+
+class PoolController(Controller):
+    """Render, node and status controllers of the MCO for one pool per reconcile."""
+
+    name = "mco-pools"
+    api_version = MC_API
+    plural = "machineconfigpools"
+    watches = ((MC_API, "machineconfigs"), ("v1", "nodes"))
+
+    def reconcile(self, key):
+        _, name = key
+        pool = self.cache(MC_API, "machineconfigpools").get(name)
+        if pool is None or pool["metadata"].get("deletionTimestamp"):
+            return None
+        pools = self.cache(MC_API, "machineconfigpools").items()
+        configs = self.cache(MC_API, "machineconfigs").items()
+        chosen = selected(pool, configs)
+        spec = render(chosen)
+        target = rendered_name(name, spec)
+        p = path(MC_API, "machineconfigpools", name)
+        if self.cache(MC_API, "machineconfigs").get(target) is None:
+            self.kube.create_or_get(path(MC_API, "machineconfigs"), rendered_object(pool, spec))
+        configuration = {"name": target, "source": _source(chosen)}
+        if (pool.get("spec") or {}).get("configuration") != configuration:
+            self.log.info("pool %s now targets %s", name, target)
+            self.kube.merge_patch(p, {"spec": {"configuration": configuration}})
+            return None  # the pool's update event brings us back with the new target
+        nodes = sorted((n for n in self.cache("v1", "nodes").items() if pool_of(n, pools) == name),
+                       key=lambda n: n["metadata"]["name"])
+        if not pool["spec"].get("paused"):
+            self._advance(pool, nodes, target)
+        self._status(pool, nodes, target)
+        return None
+
+    def _advance(self, pool, nodes, target):
+        """Hand the target to as many nodes as maxUnavailable allows (busy ones first: they cost nothing)."""
+        budget = _max_unavailable(pool, len(nodes)) - sum(1 for n in nodes if _unavailable(n))
+        for node in nodes:
+            if _ann(node).get(DESIRED) == target:
+                continue
+            if not _unavailable(node):
+                if budget <= 0:
+                    continue
+                budget -= 1
+            self.log.info("node %s: desiredConfig %s", node["metadata"]["name"], target)
+            self.kube.merge_patch(path("v1", "nodes", node["metadata"]["name"]),
+                                  {"metadata": {"annotations": {DESIRED: target}}})
+
+    def _status(self, pool, nodes, target):
+        previous = (pool.get("status") or {}).get("conditions") or []
+        count = len(nodes)
+        updated = [n for n in nodes if _done(n, target)]
+        ready = [n for n in updated if _ready(n) and not (n.get("spec") or {}).get("unschedulable")]
+        unavailable = [n for n in nodes if _unavailable(n)]
+        degraded = [n for n in nodes if _ann(n).get(STATE) in ("Degraded", "Unreconcilable")]
+        status = {
+            "observedGeneration": pool["metadata"].get("generation", 1),
+            "machineCount": count, "updatedMachineCount": len(updated), "readyMachineCount": len(ready),
+            "unavailableMachineCount": len(unavailable), "degradedMachineCount": len(degraded),
+            "configuration": (pool.get("status") or {}).get("configuration") or {},
+        }
+        all_updated = len(updated) == count and len(ready) == count and not unavailable
+        line = f"MachineConfig {target}"
+        conditions = []
+        if all_updated:
+            conditions.append(_condition("Updated", "True", f"All nodes are updated with {line}", previous=previous))
+            conditions.append(_condition("Updating", "False", previous=previous))
+            status["configuration"] = pool["spec"]["configuration"]
+        else:
+            conditions.append(_condition("Updated", "False", previous=previous))
+            if pool["spec"].get("paused"):
+                conditions.append(_condition("Updating", "False", f"Pool is paused; will not update to {line}",
+                                             previous=previous))
+            else:
+                conditions.append(_condition("Updating", "True", f"All nodes are updating to {line}", previous=previous))
+        if degraded:
+            reasons = ", ".join(f"Node {n['metadata']['name']} is reporting: {json.dumps(_ann(n).get(REASON, ''))}"
+                                for n in degraded)
+            conditions.append(_condition("NodeDegraded", "True", reasons,
+                                         f"{len(degraded)} nodes are reporting degraded status on sync", previous))
+            conditions.append(_condition("Degraded", "True", reasons, previous=previous))
+        else:
+            conditions.append(_condition("NodeDegraded", "False", previous=previous))
+            conditions.append(_condition("Degraded", "False", previous=previous))
+        conditions.append(_condition("RenderDegraded", "False", previous=previous))
+        status["conditions"] = conditions
+        old = copy.deepcopy(pool.get("status") or {})
+        if {k: old.get(k) for k in status} == status:
+            return
+        self.kube.merge_patch(path(MC_API, "machineconfigpools", pool["metadata"]["name"], subresource="status"),
+                              {"status": status})
+
+    def map_event(self, kind, obj):
+        # Any MachineConfig or node change may concern any pool: they are few, reconcile them all.
+        return [(None, p["metadata"]["name"]) for p in self.cache(MC_API, "machineconfigpools").items()]
+
+
+class Daemon(Controller):
+    """The machine-config-daemon (and the drain controller) of every twin node."""
+
+    name = "mco-daemon"
+    api_version = "v1"
+    plural = "nodes"
+
+    def __init__(self, world):
+        super().__init__(world)
+        self.ops = {}  # node -> what its daemon is doing (a real daemon keeps this on the node's disk)
+
+    def setup(self, manager):
+        super().setup(manager)
+        manager.informer("v1", "pods").add_handler(self._pod_event)
+        manager.informer("policy/v1", "poddisruptionbudgets").add_handler(self._pdb_event)
+        manager.informer("v1", "configmaps").add_handler(self._configmap_event)
+
+    def _pod_event(self, kind, pod):
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node in self.ops:
+            self.queue.add((None, node))
+
+    def _pdb_event(self, kind, pdb):
+        for node, op in list(self.ops.items()):
+            if op["phase"] == "drain":
+                self.queue.add((None, node))
+
+    def _configmap_event(self, kind, cm):
+        if (cm["metadata"].get("namespace"), cm["metadata"]["name"]) != (FAULTS_NAMESPACE, FAULTS_CONFIGMAP):
+            return
+        # The faults watcher applies the new faults on this same event: look a moment later.
+        for node in self.world.hosts:
+            self.queue.add((None, node), after=0.3)
+
+    def reconcile(self, key):
+        _, name = key
+        node = self.cache("v1", "nodes").get(name)
+        host = self.world.host(name)
+        if node is None or host is None:
+            return None
+        ann = _ann(node)
+        current, desired, state = ann.get(CURRENT), ann.get(DESIRED), ann.get(STATE)
+        op = self.ops.get(name)
+        if not desired:
+            return None  # not managed by the MCO (yet)
+        if desired == current:
+            if op and op["phase"] == "reboot":
+                return self._reboot(node, host, op)
+            self.ops.pop(name, None)
+            if state != "Done" or (node.get("spec") or {}).get("unschedulable") and \
+                    (ann.get(DESIRED_DRAIN) or "").startswith("drain-"):
+                self._finish(name, current, uncordon=True)
+            return None
+        if state in ("Degraded", "Unreconcilable"):
+            if self.world.fault("reboot-degrades", node=name) and (op is None or op.get("target") == desired):
+                return None  # stays degraded until the fault is lifted or the target changes
+            op = None
+        if op is None or op["target"] != desired:
+            if op and op["phase"] == "reboot":
+                return self._reboot(node, host, op)  # a reboot in progress finishes first
+            op = {"target": desired, "phase": "drain", "started": time.monotonic()}
+            self.ops[name] = op
+            self.log.info("node %s: updating %s -> %s", name, current, desired)
+            self.kube.merge_patch(path("v1", "nodes", name), {
+                "metadata": {"annotations": {STATE: "Working", REASON: "", DESIRED_DRAIN: f"drain-{desired}"}},
+                "spec": {"unschedulable": True}})
+            return 0.05
+        if op["phase"] == "drain":
+            return self._drain(node, host, op)
+        if op["phase"] == "reboot":
+            return self._reboot(node, host, op)
+        return None
+
+    # -- drain -------------------------------------------------------------------------------
+
+    def _drain(self, node, host, op):
+        name = node["metadata"]["name"]
+        if self.world.fault("drain-blocked", node=name):
+            op["blocked"] = "drain blocked by fault drain-blocked"
+            return self._drain_retry(name, op)
+        remaining = []
+        blocked = None
+        for pod in self.cache("v1", "pods").items():
+            if pod["spec"].get("nodeName") != name:
+                continue
+            meta = pod["metadata"]
+            if any(o.get("kind") == "DaemonSet" for o in meta.get("ownerReferences") or []):
+                continue
+            if "kubernetes.io/config.mirror" in (meta.get("annotations") or {}):
+                continue
+            remaining.append(pod)
+            if meta.get("deletionTimestamp"):
+                continue
+            try:
+                self.kube.create(path("v1", "pods", meta["name"], meta["namespace"], "eviction"), {
+                    "apiVersion": "policy/v1", "kind": "Eviction",
+                    "metadata": {"name": meta["name"], "namespace": meta["namespace"]}})
+            except ApiError as exc:
+                if exc.status == 404:
+                    continue
+                if exc.status == 429:
+                    blocked = f"error when evicting pods/{meta['name']} -n {meta['namespace']}: {exc.message}"
+                    continue
+                raise
+        if blocked:
+            op["blocked"] = blocked
+            return self._drain_retry(name, op)
+        if remaining:
+            return 1.0  # pod deletions bring us back sooner; this only guards a missed event
+        op.pop("blocked", None)
+        self.kube.merge_patch(path("v1", "nodes", name),
+                              {"metadata": {"annotations": {LAST_DRAIN: f"drain-{op['target']}"}}})
+        # Down it goes: the kubelet twin reports NotReady and stops renewing the lease.
+        op["phase"] = "reboot"
+        op["until"] = time.monotonic() + float(self.world.timings["reboot"])
+        host.ready = False
+        self.world.changed(host)
+        self.log.info("node %s: rebooting into %s", name, op["target"])
+        return float(self.world.timings["reboot"])
+
+    def _drain_retry(self, name, op):
+        timeout = float(self.world.timings.get("drain_timeout", 3600))
+        if time.monotonic() - op["started"] > timeout:
+            self.kube.merge_patch(path("v1", "nodes", name), {"metadata": {"annotations": {
+                STATE: "Degraded",
+                REASON: f"failed to drain node: {name} after {int(timeout)} seconds: {op['blocked']}"}}})
+            return None
+        self.log.info("node %s: %s (will retry after %ss)", name, op["blocked"], DRAIN_RETRY)
+        return DRAIN_RETRY
+
+    # -- reboot --------------------------------------------------------------------------------
+
+    def _reboot(self, node, host, op):
+        name = node["metadata"]["name"]
+        left = op["until"] - time.monotonic()
+        if left > 0:
+            return left
+        rendered = self.cache(MC_API, "machineconfigs").get(op["target"])
+        if rendered is None:
+            rendered = self.kube.get_or_none(path(MC_API, "machineconfigs", op["target"]))
+        host.boots += 1
+        fault = self.world.fault("reboot-degrades", node=name)
+        if rendered is None or fault:
+            # Back on the old deployment (rpm-ostree keeps it), reporting why the update failed.
+            host.ready = True
+            self.world.changed(host)
+            reason = fault.get("reason") if fault and fault.get("reason") else (
+                f"unexpected on-disk state validating against {op['target']}: "
+                f"expected target osImageURL, booted into the previous deployment")
+            if rendered is None:
+                reason = f"machineconfig.machineconfiguration.openshift.io \"{op['target']}\" not found"
+            self.kube.merge_patch(path("v1", "nodes", name), {"metadata": {"annotations": {
+                STATE: "Degraded", REASON: reason, BOOTS: str(host.boots)}}})
+            self._boot_id(name)
+            op["phase"] = "degraded"
+            self.log.info("node %s: degraded after reboot: %s", name, reason)
+            return None
+        spec = rendered.get("spec") or {}
+        base = host.spec["kernel_cmdline"].split()
+        host.cmdline = base + [a for a in spec.get("kernelArguments") or [] if a not in base]
+        host.files = {f["path"]: decode((f.get("contents") or {}).get("source"))
+                      for f in ((spec.get("config") or {}).get("storage") or {}).get("files") or []}
+        host.extensions = list(spec.get("extensions") or [])
+        host.ready = True
+        self.world.changed(host)
+        self._boot_id(name)
+        self.ops.pop(name, None)
+        self._finish(name, op["target"], uncordon=True, boots=host.boots)
+        self.log.info("node %s: now on %s (boot %d)", name, op["target"], host.boots)
+        return None
+
+    def _finish(self, name, config, uncordon, boots=None):
+        annotations = {CURRENT: config, STATE: "Done", REASON: ""}
+        if config:
+            annotations[DESIRED_DRAIN] = f"uncordon-{config}"
+            annotations[LAST_DRAIN] = f"uncordon-{config}"
+        if boots is not None:
+            annotations[BOOTS] = str(boots)
+        body = {"metadata": {"annotations": annotations}}
+        if uncordon:
+            body["spec"] = {"unschedulable": None}
+        self.kube.merge_patch(path("v1", "nodes", name), body)
+
+    def _boot_id(self, name):
+        try:
+            self.kube.merge_patch(path("v1", "nodes", name, subresource="status"),
+                                  {"status": {"nodeInfo": {"bootID": str(uuid.uuid4())}}})
+        except ApiError as exc:  # cosmetic: a reboot shows as a new bootID, as on a real node
+            self.log.debug("bootID of %s: %s", name, exc)
+
+
+def register(manager, world):
+    manager.add(PoolController(world))
+    manager.add(Daemon(world))
