@@ -1,0 +1,268 @@
+# Copyright: (c) 2026, confidential.gpu contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Decisions of the olm_operator module, as plain functions over the objects OLM serves.
+
+PRIVATE to this collection. Nothing here talks to a cluster: inputs are dicts as the API returns
+them (CatalogSource, PackageManifest, OperatorGroup, Subscription, InstallPlan,
+ClusterServiceVersion), outputs are definitions to apply, verdicts and one-line descriptions.
+"""
+
+from __future__ import annotations
+
+MARKETPLACE = "openshift-marketplace"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "confidential.gpu"}
+
+# Where each operator belongs (operators.md §2): its catalog, its own namespace and OperatorGroup.
+PACKAGES = {
+    "nfd": {"source": "redhat-operators", "namespace": "openshift-nfd", "operator_group": "openshift-nfd"},
+    "gpu-operator-certified": {"source": "certified-operators", "namespace": "nvidia-gpu-operator",
+                               "operator_group": "nvidia-gpu-operator-group"},
+    "sandboxed-containers-operator": {"source": "redhat-operators", "namespace": "openshift-sandboxed-containers-operator",
+                                      "operator_group": "openshift-sandboxed-containers-operator"},
+    "trustee-operator": {"source": "redhat-operators", "namespace": "trustee-operator-system",
+                         "operator_group": "trustee-operator-group"},
+}
+
+# Conditions OLM sets on a Subscription that mean waiting longer will not help.
+BLOCKING_CONDITIONS = ("ResolutionFailed", "CatalogSourcesUnhealthy")
+
+
+class OlmError(Exception):
+    """A decision that ends the module run: the message says what is wrong and what exists."""
+
+
+def defaults(package):
+    """Catalog, namespace and OperatorGroup name for a package (the four known ones), else {}."""
+    return dict(PACKAGES.get(package, {}))
+
+
+def operator_label(package, namespace):
+    """The label OLM puts on a package's CSVs and InstallPlans (name part cut to 63 characters)."""
+    return "operators.coreos.com/" + "{0}.{1}".format(package, namespace)[:63].rstrip(".-_")
+
+
+def normalize_version(version):
+    text = str(version or "").strip()
+    return text[1:] if text[:1] in ("v", "V") else text
+
+
+# -- catalog and package ---------------------------------------------------------------------------
+
+
+def catalog_state(catalog):
+    return (((catalog or {}).get("status") or {}).get("connectionState") or {}).get("lastObservedState")
+
+
+def check_catalog(name, namespace, catalog, catalogs):
+    """Raise unless the CatalogSource exists and is READY; the message lists the ready ones."""
+    ready = sorted(c["metadata"]["name"] for c in catalogs if catalog_state(c) == "READY")
+    listing = "ready catalog sources in {0}: {1}".format(namespace, ", ".join(ready) if ready else "none")
+    if catalog is None:
+        raise OlmError("CatalogSource {0}/{1} does not exist; {2}".format(namespace, name, listing))
+    state = catalog_state(catalog)
+    if state != "READY":
+        raise OlmError("CatalogSource {0}/{1} is {2}, not READY: OLM cannot resolve from it; {3}. Check the catalog "
+                       "pod in {0} and the cluster's pull access to its index image ({4})".format(
+                           namespace, name, state or "without a connection state", listing,
+                           (catalog.get("spec") or {}).get("image", "no image")))
+
+
+def channel_entries(manifest, channel):
+    """CSV entries of a channel, oldest first (PackageManifests list them newest first)."""
+    for item in ((manifest or {}).get("status") or {}).get("channels") or []:
+        if item.get("name") == channel:
+            return [{"name": e.get("name"), "version": e.get("version")} for e in reversed(item.get("entries") or [])]
+    return None
+
+
+def resolve_target(manifest, package, source, manifests_in_catalog=(), channel=None, version=None, csv=None):
+    """The channel and CSV to install: ``{channel, csv, version, entries}``.
+
+    Raises :class:`OlmError` naming what exists when the package, the channel or the version
+    is not in the catalog.
+    """
+    if manifest is None or (manifest.get("status") or {}).get("catalogSource") != source:
+        names = sorted(m["metadata"]["name"] for m in manifests_in_catalog)
+        raise OlmError("package {0} is not in catalog {1}; it has: {2}".format(
+            package, source, ", ".join(names) if names else "no packages"))
+    status = manifest.get("status") or {}
+    channels = [c.get("name") for c in status.get("channels") or []]
+    channel = channel or status.get("defaultChannel")
+    entries = channel_entries(manifest, channel)
+    if entries is None:
+        raise OlmError("package {0} has no channel {1}; channels: {2} (default {3})".format(
+            package, channel, ", ".join(channels), status.get("defaultChannel")))
+    wanted = None
+    if csv:
+        wanted = next((e for e in entries if e["name"] == csv), None)
+        asked = "CSV " + csv
+    elif version:
+        want = normalize_version(version)
+        wanted = next((e for e in entries if normalize_version(e["version"]) == want), None)
+        asked = "version " + want
+    else:
+        wanted = entries[-1] if entries else None
+        asked = "any version"
+    if wanted is None:
+        elsewhere = sorted(
+            c.get("name") for c in status.get("channels") or []
+            if any((csv and e.get("name") == csv) or (version and normalize_version(e.get("version")) == normalize_version(version))
+                   for e in c.get("entries") or []))
+        raise OlmError("package {0} channel {1} has no {2}; it has: {3}{4}".format(
+            package, channel, asked, ", ".join("{0} ({1})".format(e["version"], e["name"]) for e in reversed(entries)),
+            "; channels that have it: " + ", ".join(elsewhere) if elsewhere else ""))
+    return {"channel": channel, "csv": wanted["name"], "version": wanted["version"], "entries": entries}
+
+
+# -- OperatorGroup and Subscription ----------------------------------------------------------------
+
+
+def foreign_operator_groups(groups, own_name):
+    """OperatorGroups in the namespace that are not the one this module manages."""
+    return sorted(g["metadata"]["name"] for g in groups if g["metadata"]["name"] != own_name)
+
+
+def operator_group_definition(name, namespace):
+    return {
+        "apiVersion": "operators.coreos.com/v1", "kind": "OperatorGroup",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(MANAGED_BY)},
+        "spec": {"targetNamespaces": [namespace], "upgradeStrategy": "Default"},
+    }
+
+
+def namespace_definition(namespace):
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+
+
+def subscription_definition(name, namespace, package, source, source_namespace, channel, csv, approval):
+    return {
+        "apiVersion": "operators.coreos.com/v1alpha1", "kind": "Subscription",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(MANAGED_BY)},
+        "spec": {"name": package, "source": source, "sourceNamespace": source_namespace, "channel": channel,
+                 "installPlanApproval": approval, "startingCSV": csv},
+    }
+
+
+def contains(existing, desired):
+    """True when every field of ``desired`` is already in ``existing`` (so applying it changes nothing)."""
+    if isinstance(desired, dict):
+        if not isinstance(existing, dict):
+            return False
+        return all(contains(existing.get(k), v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(existing, list) and len(existing) == len(desired) and all(
+            contains(e, d) for e, d in zip(existing, desired))
+    return existing == desired
+
+
+def subscription_conflict(existing, package, source):
+    """A Subscription of the same name that subscribes something else cannot be taken over."""
+    spec = (existing or {}).get("spec") or {}
+    if existing and (spec.get("name") != package or spec.get("source") != source):
+        return "Subscription {0}/{1} exists for package {2} from {3}, not {4} from {5}".format(
+            existing["metadata"]["namespace"], existing["metadata"]["name"], spec.get("name"), spec.get("source"),
+            package, source)
+    return None
+
+
+def blocking_condition(subscription):
+    """The message of a condition that says OLM cannot resolve this Subscription, or None."""
+    for condition in ((subscription or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") in BLOCKING_CONDITIONS and condition.get("status") == "True":
+            return "{0}: {1}".format(condition.get("type"), condition.get("message") or condition.get("reason"))
+    return None
+
+
+def describe_subscription(subscription):
+    if subscription is None:
+        return "Subscription not found"
+    status = subscription.get("status") or {}
+    parts = ["state {0}".format(status.get("state") or "(none)")]
+    for key in ("installedCSV", "currentCSV"):
+        if status.get(key):
+            parts.append("{0} {1}".format(key, status[key]))
+    if status.get("installPlanRef"):
+        parts.append("InstallPlan {0}".format(status["installPlanRef"].get("name")))
+    for condition in status.get("conditions") or []:
+        if condition.get("status") == "True":
+            parts.append("{0}={1}{2}".format(condition.get("type"), condition.get("reason") or "True",
+                                             ": " + condition["message"] if condition.get("message") else ""))
+    return ", ".join(parts)
+
+
+# -- upgrades and InstallPlans ------------------------------------------------------------------------
+
+
+def steps_to(entries, installed, target):
+    """CSVs OLM may offer on the way from ``installed`` to ``target`` (target included), oldest first.
+
+    OLM walks the channel's replaces chain (one InstallPlan per step), or jumps ahead where a
+    CSV skips its predecessors; any of these steps is ours to approve, nothing past the target.
+    """
+    names = [e["name"] for e in entries]
+    if target not in names:
+        raise OlmError("{0} is not in the channel".format(target))
+    end = names.index(target)
+    if installed is None or installed not in names:
+        return [target] if installed is None else names[: end + 1]
+    start = names.index(installed)
+    if start > end:
+        raise OlmError("installed {0} is newer than the pinned {1}: OLM does not downgrade; remove the operator "
+                       "(state=absent) and install the older version, or pin {0}".format(installed, target))
+    return names[start + 1: end + 1]
+
+
+def install_plan_verdict(plan, allowed):
+    """Whether to approve an InstallPlan: ``{action, csvs, extra}``.
+
+    ``action`` is ``approve`` when it names exactly one allowed CSV and nothing else and is not
+    approved yet, ``approved`` when it already is, ``refuse`` otherwise (``extra`` names the CSVs
+    that are not ours, e.g. another operator's upgrade resolved into the same plan).
+    """
+    spec = (plan or {}).get("spec") or {}
+    csvs = list(spec.get("clusterServiceVersionNames") or [])
+    ours = [c for c in csvs if c in allowed]
+    extra = [c for c in csvs if c not in allowed]
+    if len(ours) != 1 or extra:
+        return {"action": "refuse", "csvs": csvs, "extra": extra}
+    return {"action": "approved" if spec.get("approved") else "approve", "csvs": csvs, "extra": []}
+
+
+def refusal_message(plan, verdict, allowed):
+    name = "{0}/{1}".format(plan["metadata"].get("namespace"), plan["metadata"].get("name"))
+    if verdict["extra"] and len(verdict["csvs"]) > len(verdict["extra"]):
+        return ("InstallPlan {0} names {1}: besides {2} it would install {3}. Approving it would change another operator "
+                "(OLM resolves all Subscriptions of a namespace into one plan); not approving. Give each operator its own "
+                "namespace, or approve the plan by hand if all of it is wanted".format(
+                    name, ", ".join(verdict["csvs"]), ", ".join(c for c in verdict["csvs"] if c in allowed),
+                    ", ".join(verdict["extra"])))
+    return ("InstallPlan {0} names {1}, not the pinned step ({2}); not approving. OLM offers a version past the pin: "
+            "pin a channel whose head is the wanted version, or pin the offered one".format(
+                name, ", ".join(verdict["csvs"]) or "no CSV", " or ".join(allowed)))
+
+
+def csv_state(csv):
+    """(``succeeded``|``failed``|``installing``|``absent``, one-line description) of a CSV."""
+    if csv is None:
+        return "absent", "CSV not created yet"
+    status = csv.get("status") or {}
+    phase = status.get("phase") or "(no phase yet)"
+    text = "CSV {0} {1}{2}".format(csv["metadata"]["name"], phase,
+                                   " ({0}: {1})".format(status.get("reason"), status.get("message"))
+                                   if status.get("reason") else "")
+    if phase == "Succeeded":
+        return "succeeded", text
+    if phase == "Failed":
+        return "failed", text
+    return "installing", text
+
+
+def owned_kinds(csv):
+    """(api_version, kind) of the CRDs a CSV owns: the kinds of its operands."""
+    found = []
+    for crd in (((csv or {}).get("spec") or {}).get("customresourcedefinitions") or {}).get("owned") or []:
+        group = crd.get("name", "").split(".", 1)[1] if "." in crd.get("name", "") else ""
+        if group and crd.get("version") and crd.get("kind"):
+            found.append(("{0}/{1}".format(group, crd["version"]), crd["kind"]))
+    return found
