@@ -3,9 +3,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """EAR attestation tokens from Trustee: parse, verify, and explain them in words.
 
-PRIVATE to this collection. Facts from shared/reference/attestation.md §4: the token is a JWS
+PRIVATE to this collection. Facts from shared/reference/attestation.md, section 4: the token is a JWS
 (ES256) whose header embeds the signer's public key as ``jwk`` (or a chain as ``x5c``); its
-payload has ``submods`` (``cpu0``, ``gpu0``, …), each with an ``ear.status`` and an
+payload has ``submods`` (``cpu0``, ``gpu0``, ...), each with an ``ear.status`` and an
 ``ear.trustworthiness-vector`` of eight AR4SI claims. A submod's status is its worst claim tier.
 
 Signatures are checked with joserfc, or with cryptography when joserfc is absent; nothing here
@@ -340,7 +340,7 @@ def _submod(name, body, tee_hint):
             text = "{0} {1} ({2}): {3}".format(group, value, level, meaning(group, value))
             hint = _HINTS.get((kind, group, value))
             if hint:
-                text += " — " + hint
+                text += "; likely cause: " + hint
             not_affirming.append(text)
     for group in sorted(set(vector) - set(GROUPS)):
         not_affirming.append("unknown trust claim {0!r} = {1!r}".format(group, vector[group]))

@@ -208,7 +208,7 @@ def _cc_value(field, value):
 
 
 def parse_conf_compute(text: str) -> dict:
-    """Any ``nvidia-smi conf-compute`` output (``-f``, ``-e``, ``-grs``, ``-gm``, ``-gc``, ``-q`` …).
+    """Any ``nvidia-smi conf-compute`` output (``-f``, ``-e``, ``-grs``, ``-gm``, ``-gc``, ``-q``, ...).
 
     Known lines become normalised lower-case fields (``cc_feature``, ``cc_environment``,
     ``ready_state``, ``cpu_cc_capabilities``, ``gpu_cc_capabilities``, ``multi_gpu_mode``,

@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """initdata for confidential containers: render, validate, hash, bind to the TEE, encode.
 
-PRIVATE to this collection. The rules (shared/reference/attestation.md §1) in short:
+PRIVATE to this collection. The rules (shared/reference/attestation.md, section 1) in short:
 
 * initdata is a TOML document ``version = "0.1.0"``, ``algorithm = "sha256|sha384|sha512"`` and a
   ``[data]`` table of strings (``aa.toml``, ``cdh.toml``, ``policy.rego``).

@@ -3,11 +3,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Trustee reference values (RVPS): read, merge, pin initdata, write, and check completeness.
 
-PRIVATE to this collection. Facts from shared/reference/attestation.md §3:
+PRIVATE to this collection. Facts from shared/reference/attestation.md, section 3:
 
 * veritas writes a ConfigMap whose ``reference-values.json`` key holds a JSON list of
-  ``{"name", "expiration", "value"}``; trustee ≤ v0.13 used ``"hash-value": [{"alg", "value"}]``.
-* Trustee operator ≥ v0.19 reads the key ``reference_value`` instead: an object keyed by name
+  ``{"name", "expiration", "value"}``; trustee <= v0.13 used ``"hash-value": [{"alg", "value"}]``.
+* Trustee operator >= v0.19 reads the key ``reference_value`` instead: an object keyed by name
   (the operator sample is ``{"svn": {"expiration": ..., "value": 1}}``; trustee HEAD's KV backend
   stores base64url(JSON(ReferenceValue)) per key, hence the ``kv-base64`` writer).
 * Policies test ``x in query_reference_value(name)``, so values are lists; the SNP
@@ -347,7 +347,7 @@ def dump(rvs: dict, fmt: str = "list") -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# completeness against the default policies (§3.2-3.3)
+# completeness against the default policies (attestation.md 3.2-3.3)
 
 # (submod, group, outcome if met, names it needs, hard-coded conditions the token must also meet)
 _RULES = {
