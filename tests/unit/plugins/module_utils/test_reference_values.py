@@ -206,7 +206,7 @@ def test_merge_owned_keeps_others_entries_and_replaces_ours():
     assert merged == {"custom": {"value": ["someone-else"], "expiration": "2099-12-31T00:00:00Z"},
                       "mr_td": {"value": ["new"], "expiration": "2099-12-31T00:00:00Z"}}
     assert owned == ["mr_td"]
-    purged, _ = rv.merge_owned(existing, ours, keep_unowned=False)
+    purged = rv.merge_owned(existing, ours, keep_unowned=False)[0]
     assert list(purged) == ["mr_td"]
 
 
@@ -275,8 +275,8 @@ def test_gpu_configuration_falls_back_to_3_without_version_lists_and_notes_nras(
     report = rv.check_completeness(rv.load(VERITAS_4_21_9), "tdx", gpu=True, now=NOW)
     assert _group(report, "gpu0", "configuration")["value"] == 3
     assert any("Remote" in n for n in report["notes"])
-    full = rv.merge(rv.load(VERITAS_4_21_9), rv.load({"allowed_vbios_versions": ["96.00.A5.00.1A"],
-                                                       "allowed_driver_versions": ["580.159.04"]}))
+    versions = rv.load({"allowed_vbios_versions": ["96.00.A5.00.1A"], "allowed_driver_versions": ["580.159.04"]})
+    full = rv.merge(rv.load(VERITAS_4_21_9), versions)
     assert _group(rv.check_completeness(full, "tdx", now=NOW), "gpu0", "configuration")["value"] == 2
 
 
