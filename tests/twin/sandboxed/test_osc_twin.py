@@ -1,0 +1,152 @@
+"""The OSC twin: KataConfig → pool and MachineConfig rolled out by the MCO twin, status, runtime classes."""
+
+import pytest
+
+from twin.kube import path
+
+from .conftest import OSC_NAMESPACE, cluster_policy, prepare, wait_for
+
+pytestmark = pytest.mark.twin
+
+KC = path("kataconfiguration.openshift.io/v1", "kataconfigs")
+RC = path("node.k8s.io/v1", "runtimeclasses")
+NODES = path("v1", "nodes")
+CP = path("nvidia.com/v1", "clusterpolicies")
+POOLS = path("machineconfiguration.openshift.io/v1", "machineconfigpools")
+TDX = "intel.feature.node.kubernetes.io/tdx"
+SNP = "amd.feature.node.kubernetes.io/snp"
+ELIGIBLE = "feature.node.kubernetes.io/runtime.kata"
+BOOTS = "twin.confidential.gpu/boots"
+
+
+def feature_gates(kube, confidential="true"):
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "osc-feature-gates", "namespace": OSC_NAMESPACE},
+            "data": {"confidential": confidential}}
+    if kube.get_or_none(path("v1", "configmaps", "osc-feature-gates", OSC_NAMESPACE)) is None:
+        kube.create(path("v1", "configmaps", namespace=OSC_NAMESPACE), body)
+    else:
+        kube.merge_patch(path("v1", "configmaps", "osc-feature-gates", OSC_NAMESPACE), {"data": body["data"]})
+
+
+def kataconfig(name="example-kataconfig", selector=None, eligibility=False):
+    spec = {"checkNodeEligibility": eligibility, "enablePeerPods": False, "logLevel": "info"}
+    if selector:
+        spec["kataConfigPoolSelector"] = {"matchLabels": selector}
+    return {"apiVersion": "kataconfiguration.openshift.io/v1", "kind": "KataConfig", "metadata": {"name": name},
+            "spec": spec}
+
+
+def label(kube, node, labels):
+    kube.merge_patch(path("v1", "nodes", node), {"metadata": {"labels": labels}})
+
+
+def in_progress(kc):
+    return next((c for c in (kc.get("status") or {}).get("conditions") or [] if c["type"] == "InProgress"), {})
+
+
+def done(kc):
+    status = kc.get("status") or {}
+    nodes = status.get("kataNodes") or {}
+    cond = in_progress(kc)
+    return cond.get("status") == "False" and not cond.get("reason") and nodes.get("nodeCount") \
+        and nodes.get("readyNodeCount") == nodes.get("nodeCount")
+
+
+def bump(kube, name, value):
+    kube.merge_patch(f"{KC}/{name}", {"metadata": {"annotations": {"confidential.gpu/reconcile": value}}})
+
+
+def boots(kube):
+    return {n["metadata"]["name"]: int((n["metadata"].get("annotations") or {}).get(BOOTS, "1"))
+            for n in kube.list(NODES)["items"]}
+
+
+def test_kataconfig_on_workers_one_reboot_each_and_confidential_classes(gpu_twin):
+    kube = gpu_twin.kube
+    workers = ["worker-0", "worker-1", "worker-2"]
+    if kube.get_or_none(f"{CP}/gpu-cluster-policy") is None:
+        kube.create(CP, cluster_policy())
+    for node in workers:
+        label(kube, node, {TDX: "true", ELIGIBLE: "true"})
+    label(kube, "worker-2", {ELIGIBLE: None})  # not eligible: stays out
+    feature_gates(kube)
+    before = boots(kube)
+    kube.create(KC, kataconfig(eligibility=True))
+    items = wait_for(kube, KC, lambda i: done(i.get("example-kataconfig", {})), timeout=120, what="KataConfig done")
+    kc = items["example-kataconfig"]
+    assert kc["status"]["kataNodes"]["installed"] == ["worker-0", "worker-1"]
+    assert kc["status"]["kataNodes"]["nodeCount"] == 2
+    assert kc["status"]["runtimeClasses"] == ["kata", "kata-cc", "kata-cc-nvidia-gpu"]
+    assert "kataconfiguration.openshift.io/finalizer" in kc["metadata"]["finalizers"]
+    after = boots(kube)
+    assert {n: after[n] - before[n] for n in workers} == {"worker-0": 1, "worker-1": 1, "worker-2": 0}
+    nodes = {n["metadata"]["name"]: n for n in kube.list(NODES)["items"]}
+    assert "node-role.kubernetes.io/kata-oc" in nodes["worker-0"]["metadata"]["labels"]
+    assert "node-role.kubernetes.io/kata-oc" not in nodes["worker-2"]["metadata"]["labels"]
+    pool = kube.get(f"{POOLS}/kata-oc")
+    assert pool["spec"]["machineConfigSelector"]["matchExpressions"][0]["values"] == ["kata-oc", "worker"]
+    assert "50-enable-sandboxed-containers-extension" in {s["name"] for s in pool["spec"]["configuration"]["source"]}
+    classes = {rc["metadata"]["name"]: rc for rc in kube.list(RC)["items"]}
+    assert classes["kata"]["handler"] == "kata"
+    assert classes["kata-cc"]["handler"] == "kata-tdx"
+    assert classes["kata-cc"]["overhead"]["podFixed"] == {"cpu": "250m", "memory": "350Mi", "tdx.intel.com/keys": "1"}
+    assert classes["kata-cc"]["scheduling"]["nodeSelector"] == {TDX: "true"}
+    gpu = classes["kata-cc-nvidia-gpu"]
+    assert gpu["handler"] == "kata-tdx-nvidia-gpu"
+    assert gpu["scheduling"]["nodeSelector"] == {
+        "nvidia.com/gpu.present": "true", "nvidia.com/gpu.deploy.vfio-manager": "true",
+        "nvidia.com/gpu.deploy.kata-sandbox-device-plugin": "true", "nvidia.com/cc.mode.state": "on",
+        "nvidia.com/cc.ready.state": "true", TDX: "true"}
+
+    # TEE label counting: two types, then none, each the operator's own words; fixed, it recovers
+    label(kube, "worker-1", {SNP: "true"})
+    bump(kube, "example-kataconfig", "1")
+    kc = wait_for(kube, KC, lambda i: in_progress(i["example-kataconfig"]).get("reason") == "Failed",
+                  timeout=30)["example-kataconfig"]
+    assert in_progress(kc)["message"] == "multiple TEE platforms detected; only one per cluster supported"
+    label(kube, "worker-1", {SNP: None})
+    for node in workers:
+        label(kube, node, {TDX: None})
+    bump(kube, "example-kataconfig", "2")
+    kc = wait_for(kube, KC, lambda i: in_progress(i["example-kataconfig"]).get("message", "").startswith(
+        "no TEE platform labels found"), timeout=30)["example-kataconfig"]
+    assert "intel.feature.node.kubernetes.io/tdx" in in_progress(kc)["message"]
+    for node in workers:
+        label(kube, node, {TDX: "true"})
+    wait_for(kube, KC, lambda i: done(i["example-kataconfig"]), timeout=90, what="recovered after the TEE fix")
+
+
+def test_sno_uses_master_gates_old_openshift_and_misses_late_gpus_until_reconciled(cgpu_twin_factory, twin_crds):
+    handle = cgpu_twin_factory("sno")
+    prepare(handle, twin_crds is not None)
+    kube = handle.kube
+    label(kube, "sno-0", {TDX: "true"})
+    feature_gates(kube)
+    cv = path("config.openshift.io/v1", "clusterversions", "version", subresource="status")
+    kube.merge_patch(cv, {"status": {"desired": {"version": "4.20.5"}}})
+    try:
+        kube.create(KC, kataconfig())
+        kc = wait_for(kube, KC, lambda i: in_progress(i.get("example-kataconfig", {})).get("reason")
+                      == "UnsupportedOCPVersion", timeout=30)["example-kataconfig"]
+        assert "4.20.5" in in_progress(kc)["message"] and "4.20.6" in in_progress(kc)["message"]
+        assert kube.get_or_none(path("machineconfiguration.openshift.io/v1", "machineconfigs",
+                                     "50-enable-sandboxed-containers-extension")) is None
+    finally:
+        kube.merge_patch(cv, {"status": {"desired": {"version": "4.21.10"}}})
+    bump(kube, "example-kataconfig", "1")
+    kc = wait_for(kube, KC, lambda i: done(i["example-kataconfig"]), timeout=120)["example-kataconfig"]
+    mc = kube.get(path("machineconfiguration.openshift.io/v1", "machineconfigs", "50-enable-sandboxed-containers-extension"))
+    assert mc["metadata"]["labels"]["machineconfiguration.openshift.io/role"] == "master"
+    assert kube.get_or_none(f"{POOLS}/kata-oc") is None
+    assert kc["status"]["runtimeClasses"] == ["kata", "kata-cc"]
+
+    # The GPU operator comes after: its labels alone do not reconcile the KataConfig
+    kube.create(CP, cluster_policy())
+    wait_for(kube, NODES, lambda i: i["sno-0"]["metadata"]["labels"].get("nvidia.com/gpu.present") == "true",
+             timeout=30)
+    assert kube.get_or_none(f"{RC}/kata-cc-nvidia-gpu") is None
+    bump(kube, "example-kataconfig", "2")
+    wait_for(kube, KC, lambda i: i["example-kataconfig"]["status"].get("runtimeClasses")
+             == ["kata", "kata-cc", "kata-cc-nvidia-gpu"], timeout=30, what="GPU runtime class after a reconcile")
+    assert kube.get(f"{RC}/kata-cc-nvidia-gpu")["handler"] == "kata-tdx-nvidia-gpu"
