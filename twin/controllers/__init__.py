@@ -18,6 +18,7 @@ PLUGINS = [
     "twin.controllers.mco",
     "twin.controllers.probe",
     "twin.controllers.gpu_operator",
+    "twin.controllers.osc",
 ]
 
 
