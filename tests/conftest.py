@@ -89,13 +89,22 @@ def twin_factory(tmp_path_factory, twin_crds):
 
     started = {}
 
-    def get(profile="default"):
-        if profile not in started:
-            state = tmp_path_factory.mktemp(f"twin-{profile}")
-            cluster = Cluster(f"test-{profile}", state)
-            cluster.up(profile, conformance=twin_crds, log=lambda msg: None)
-            started[profile] = TwinHandle(cluster, profile)
-        return started[profile]
+    def get(profile="default", name=None):
+        """A twin of ``profile``; ``name`` starts another cluster of the same profile (its own apps domain)."""
+        key = name or profile
+        if key not in started:
+            state = tmp_path_factory.mktemp(f"twin-{key}")
+            cluster = Cluster(f"test-{key}", state)
+            spec = profile
+            if name:
+                from twin import profile as profiles
+
+                spec = profiles.load(profile)
+                spec["openshift"]["cluster_name"] = name
+                spec["openshift"]["apps_domain"] = f"apps.{name}.{spec['openshift']['base_domain']}"
+            cluster.up(spec, conformance=twin_crds, log=lambda msg: None)
+            started[key] = TwinHandle(cluster, profile)
+        return started[key]
 
     yield get
     for handle in started.values():
