@@ -15,6 +15,7 @@ PLUGINS = [
     "twin.controllers.router",
     "twin.controllers.trustee",
     "twin.controllers.olm",
+    "twin.controllers.nfd",
     "twin.controllers.mco",
     "twin.controllers.probe",
     "twin.controllers.gpu_operator",

@@ -1,0 +1,144 @@
+"""The NFD twin labels nodes from their simulated hardware, evaluates NodeFeatureRules, follows reboots."""
+
+import pytest
+from olm_helpers import CSVS, operator_group, subscribe, wait_for
+
+from twin import profile as profiles
+from twin.cluster import Cluster
+from twin.kube import path
+
+pytestmark = [pytest.mark.twin, pytest.mark.slow]
+
+PROFILE = {
+    "name": "nfd-mixed",
+    "description": "one node of each kind NFD must tell apart",
+    "openshift": {"version": "4.21.9", "platform": "BareMetal"},
+    "nodes": [
+        {"name": "master-0", "roles": ["control-plane", "master"], "cpu": {"vendor": "intel"}},
+        {"name": "worker-tdx", "cpu": {"vendor": "intel"}, "tee": {"type": "tdx"},
+         "gpus": [{"model": "NVIDIA H100 PCIe", "device_id": "0x2331", "cc_capable": True}]},
+        {"name": "worker-snp", "cpu": {"vendor": "amd"}, "tee": {"type": "snp"},
+         "gpus": [{"model": "NVIDIA RTX PRO 6000 Blackwell Server Edition", "device_id": "0x2bb5", "cc_capable": True}]},
+        {"name": "worker-vm", "cpu": {"vendor": "intel"}, "virtualized": True},
+    ],
+    "timings": {"reboot": 0.5, "nfd_relabel": 0.2},
+}
+
+NFD = "openshift-nfd"
+PREFIX = "feature.node.kubernetes.io/"
+
+# The OSC rule's forms (operators.md §3.3), plus one rule with a misspelled matcher.
+TEE_RULE = {
+    "apiVersion": "nfd.openshift.io/v1alpha1", "kind": "NodeFeatureRule",
+    "metadata": {"name": "tee-features", "namespace": NFD},
+    "spec": {"rules": [
+        {"name": "runtime.kata", "labels": {PREFIX + "runtime.kata": "true"}, "matchAny": [
+            {"matchFeatures": [
+                {"feature": "cpu.cpuid", "matchExpressions": {"SSE42": {"op": "Exists"}, "VMX": {"op": "Exists"}}},
+                {"feature": "kernel.loadedmodule", "matchExpressions": {"kvm": {"op": "Exists"}, "kvm_intel": {"op": "Exists"}}}]},
+            {"matchFeatures": [
+                {"feature": "cpu.cpuid", "matchExpressions": {"SSE42": {"op": "Exists"}, "SVM": {"op": "Exists"}}},
+                {"feature": "kernel.loadedmodule", "matchExpressions": {"kvm": {"op": "Exists"}, "kvm_amd": {"op": "Exists"}}}]}]},
+        {"name": "intel.tdx", "labels": {"intel.feature.node.kubernetes.io/tdx": "true"},
+         "extendedResources": {"tdx.intel.com/keys": "@cpu.security.tdx.total_keys"},
+         "matchFeatures": [{"feature": "cpu.cpuid", "matchExpressions": {"VMX": {"op": "Exists"}}},
+                           {"feature": "cpu.security", "matchExpressions": {"tdx.enabled": {"op": "Exists"}}}]},
+        {"name": "amd.sev-snp", "labels": {"amd.feature.node.kubernetes.io/snp": "true"},
+         "extendedResources": {"sev-snp.amd.com/esids": "@cpu.security.sev.encrypted_state_ids"},
+         "matchFeatures": [{"feature": "cpu.cpuid", "matchExpressions": {"SVM": {"op": "Exists"}}},
+                           {"feature": "cpu.security", "matchExpressions": {"sev.snp.enabled": {"op": "Exists"}}}]},
+        {"name": "nvidia", "labels": {"nvidia.com/not-allowed": "true", PREFIX + "nvidia.h100": "true"},
+         "matchFeatures": [{"feature": "pci.device", "matchExpressions": {
+             "vendor": {"op": "In", "value": ["10de"]}, "device": {"op": "In", "value": ["2331"]}}}]},
+    ]},
+}
+MATCH_ALL_BUG = {
+    "apiVersion": "nfd.openshift.io/v1alpha1", "kind": "NodeFeatureRule",
+    "metadata": {"name": "ibm-se", "namespace": NFD},
+    "spec": {"rules": [{"name": "ibm.se", "labels": {"ibm.feature.node.kubernetes.io/se": "true"},
+                        "matchAll": [{"feature": "cpu.cpuid", "matchExpressions": {"S390": {"op": "Exists"}}}]}]},
+}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, twin_crds):
+    cluster = Cluster("test-nfd-mixed", tmp_path_factory.mktemp("twin-nfd"))
+    cluster.up(profiles.expand(PROFILE), conformance=twin_crds, log=lambda msg: None)
+    try:
+        yield cluster.kube("admin")
+    finally:
+        assert cluster.down() == []
+
+
+def nodes_where(kube, predicate, timeout=30):
+    return wait_for(kube, "v1", "nodes", None, lambda items: predicate({n["metadata"]["name"]: n for n in items}),
+                    timeout=timeout)
+
+
+def labels(node, prefix=""):
+    return {k: v for k, v in node["metadata"]["labels"].items() if k.startswith(prefix) and "cpu-cpuid" not in k}
+
+
+def test_nfd_labels_from_hardware_and_rules_and_follows_a_reboot(mixed):
+    kube = mixed
+    kube.create(path("v1", "namespaces"), {"metadata": {"name": NFD}})
+    operator_group(kube, NFD)
+    subscribe(kube, NFD, "nfd", approval="Automatic")
+    wait_for(kube, *CSVS, NFD, lambda items: any(c.get("status", {}).get("phase") == "Succeeded" for c in items))
+    # No instance, no nfd-worker: nothing is labelled yet.
+    assert not any("feature.node.kubernetes.io/cpu-model.vendor_id" in n["metadata"]["labels"]
+                   for n in kube.list(path("v1", "nodes"))["items"])
+    kube.create(path("nfd.openshift.io/v1", "nodefeaturediscoveries", namespace=NFD), {
+        "apiVersion": "nfd.openshift.io/v1", "kind": "NodeFeatureDiscovery", "metadata": {"name": "nfd-instance"},
+        "spec": {"operand": {"servicePort": 12000}, "workerConfig": {"configData": "sources: {}\n"}}})
+    kube.create(path("nfd.openshift.io/v1alpha1", "nodefeaturerules", namespace=NFD), TEE_RULE)
+
+    nodes = nodes_where(kube, lambda n: len(n) == 4 and all(
+        PREFIX + "runtime.kata" in n[name]["metadata"]["labels"] for name in ("master-0", "worker-tdx", "worker-snp"))
+        and "sev-snp.amd.com/esids" in n["worker-snp"]["status"]["capacity"]
+        and PREFIX + "cpu-cpuid.HYPERVISOR" in n["worker-vm"]["metadata"]["labels"] and n)
+    tdx, snp, vm = (labels(nodes[n]) for n in ("worker-tdx", "worker-snp", "worker-vm"))
+    assert tdx[PREFIX + "cpu-model.vendor_id"] == "Intel" and snp[PREFIX + "cpu-model.vendor_id"] == "AMD"
+    assert tdx[PREFIX + "pci-10de.present"] == "true" and snp[PREFIX + "pci-10de.present"] == "true"
+    assert PREFIX + "pci-10de.present" not in vm
+    # SEV-SNP is on once the firmware enables it; TDX needs kvm_intel.tdx=1, which the kernel does not have yet.
+    assert snp[PREFIX + "cpu-security.sev.snp.enabled"] == "true" and snp["amd.feature.node.kubernetes.io/snp"] == "true"
+    assert nodes["worker-snp"]["status"]["capacity"]["sev-snp.amd.com/esids"] == "509"
+    assert PREFIX + "cpu-security.tdx.enabled" not in tdx and "intel.feature.node.kubernetes.io/tdx" not in tdx
+    # A VM has no VMX for its guests, hence no kata, and shows the hypervisor.
+    assert nodes["worker-vm"]["metadata"]["labels"][PREFIX + "cpu-cpuid.HYPERVISOR"] == "true"
+    assert PREFIX + "runtime.kata" not in vm
+    # Rules: instance features (pci.device) match, and labels outside NFD's namespaces are dropped.
+    assert tdx[PREFIX + "nvidia.h100"] == "true" and PREFIX + "nvidia.h100" not in snp
+    assert "nvidia.com/not-allowed" not in nodes["worker-tdx"]["metadata"]["labels"]
+    instance = wait_for(kube, "nfd.openshift.io/v1", "nodefeaturediscoveries", NFD, lambda items: next(
+        (i for i in items if any(c["type"] == "Available" and c["status"] == "True"
+                                 for c in i.get("status", {}).get("conditions", []))), None))
+    assert instance["metadata"]["name"] == "nfd-instance"
+    features = kube.get(path("nfd.k8s-sigs.io/v1alpha1", "nodefeatures", "worker-tdx", NFD))
+    assert features["spec"]["features"]["instances"]["pci.device"]["elements"][0]["attributes"]["device"] == "2331"
+
+    # The MCO twin reboots the workers with kvm_intel.tdx=1: TDX is enabled and NFD relabels.
+    kube.create(path("machineconfiguration.openshift.io/v1", "machineconfigs"), {
+        "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfig",
+        "metadata": {"name": "99-test-tdx", "labels": {"machineconfiguration.openshift.io/role": "worker"}},
+        "spec": {"kernelArguments": ["kvm_intel.tdx=1", "nohibernate"]}})
+    nodes = nodes_where(kube, lambda n: "tdx.intel.com/keys" in n.get("worker-tdx", {}).get(
+        "status", {}).get("capacity", {}) and n, timeout=120)
+    tdx = nodes["worker-tdx"]
+    assert tdx["metadata"]["labels"][PREFIX + "cpu-security.tdx.enabled"] == "true"
+    assert tdx["status"]["capacity"]["tdx.intel.com/keys"] == "63"
+    assert "intel.feature.node.kubernetes.io/tdx" not in nodes["worker-vm"]["metadata"]["labels"]
+
+
+def test_unknown_rule_field_is_ignored_so_the_rule_matches_every_node(mixed):
+    """coco-pattern's matchAll bug: NFD drops the field it does not know; a rule without matchers matches all."""
+    kube = mixed
+    kube.create(path("nfd.openshift.io/v1alpha1", "nodefeaturerules", namespace=NFD), MATCH_ALL_BUG)
+    nodes = nodes_where(kube, lambda n: len(n) == 4 and all(
+        node["metadata"]["labels"].get("ibm.feature.node.kubernetes.io/se") == "true" for node in n.values()) and n)
+    assert len(nodes) == 4
+    # Deleting the rule removes the labels NFD owned.
+    kube.delete(path("nfd.openshift.io/v1alpha1", "nodefeaturerules", "ibm-se", NFD))
+    nodes_where(kube, lambda n: len(n) == 4 and not any(
+        "ibm.feature.node.kubernetes.io/se" in node["metadata"]["labels"] for node in n.values()) and n)
