@@ -206,6 +206,7 @@ removed:
   elements: str
 """
 
+import re
 import time
 
 from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule, CoreException
@@ -428,6 +429,14 @@ class OlmOperator(CgpuModule):
     def remaining(self):
         return max(1, int(self.deadline - time.monotonic()))
 
+    def watch(self, kind, condition, what, name):
+        try:
+            return self.watch_until(OLM, kind, condition, self.remaining(), what, namespace=self.namespace,
+                                    field_selector="metadata.name={0}".format(name))
+        except CoreException as exc:
+            # One deadline covers every wait of the run: report it, not what was left of it for this wait.
+            raise OlmError(re.sub(r"^Timed out after \d+s", "Timed out after {0}s".format(self.params["timeout"]), str(exc)))
+
     def wait_subscription(self, predicate, what):
         def condition(objects):
             sub = objects.get((self.namespace, self.sub_name))
@@ -435,9 +444,8 @@ class OlmOperator(CgpuModule):
                 return False, "Subscription {0}/{1} not found".format(self.namespace, self.sub_name)
             return predicate(sub), olm_state.describe_subscription(sub)
 
-        objects = self.watch_until(OLM, "Subscription", condition, self.remaining(),
-                                   "Subscription {0}/{1} to show {2}".format(self.namespace, self.sub_name, what),
-                                   namespace=self.namespace, field_selector="metadata.name={0}".format(self.sub_name))
+        objects = self.watch("Subscription", condition, "Subscription {0}/{1} to show {2}".format(
+            self.namespace, self.sub_name, what), self.sub_name)
         return objects[(self.namespace, self.sub_name)]
 
     def wait_csv(self, name):
@@ -447,9 +455,7 @@ class OlmOperator(CgpuModule):
                 raise OlmError("{0}; see the operator's pods and events in {1}".format(text, self.namespace))
             return state == "succeeded", text
 
-        objects = self.watch_until(OLM, "ClusterServiceVersion", condition, self.remaining(),
-                                   "CSV {0}/{1} to succeed".format(self.namespace, name),
-                                   namespace=self.namespace, field_selector="metadata.name={0}".format(name))
+        objects = self.watch("ClusterServiceVersion", condition, "CSV {0}/{1} to succeed".format(self.namespace, name), name)
         return objects[(self.namespace, name)]
 
     # -- absent -----------------------------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""olm_operator against the OLM twin: refusals that name what is wrong, faults, deadlines, no idle writes."""
+
+import pytest
+from olm_helpers import PLANS, operator_group, subscribe, wait_for
+
+from twin.kube import path
+
+pytestmark = pytest.mark.twin
+
+
+@pytest.fixture
+def olm_operator(twin, run_playbook):
+    """olm_operator(**params) -> (rc, result) of one task run through ansible-playbook."""
+
+    def run(check=False, **params):
+        task = {"name": "olm", "confidential.gpu.olm_operator": params, "register": "out", "ignore_errors": True}
+        result = run_playbook([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}], env=twin.env(), check=check)
+        return result.result("olm")
+
+    return run
+
+
+def test_catalog_not_ready_fails_before_subscribing(twin, namespace, olm_operator):
+    twin.set_faults([{"kind": "catalog-not-ready", "catalog": "redhat-operators"}])
+    try:
+        wait_for(twin.kube, "operators.coreos.com/v1alpha1", "catalogsources", "openshift-marketplace", lambda items: any(
+            c["status"]["connectionState"]["lastObservedState"] != "READY" for c in items))
+        result = olm_operator(name="nfd", namespace=namespace)
+    finally:
+        twin.set_faults([])
+    assert result["failed"]
+    assert "CatalogSource openshift-marketplace/redhat-operators is TRANSIENT_FAILURE, not READY" in result["msg"]
+    assert "ready catalog sources in openshift-marketplace: certified-operators" in result["msg"]
+    assert twin.kube.list(path("operators.coreos.com/v1alpha1", "subscriptions", namespace=namespace))["items"] == []
+
+
+def test_missing_package_channel_and_version_list_what_exists(twin, namespace, olm_operator):
+    twin.set_faults([{"kind": "package-missing", "package": "sandboxed-containers-operator"}])
+    try:
+        wait_for(twin.kube, "packages.operators.coreos.com/v1", "packagemanifests", "openshift-marketplace",
+                 lambda items: "sandboxed-containers-operator" not in [m["metadata"]["name"] for m in items])
+        missing = olm_operator(name="sandboxed-containers-operator", namespace=namespace)
+    finally:
+        twin.set_faults([])
+    assert "package sandboxed-containers-operator is not in catalog redhat-operators; it has: nfd, trustee-operator" \
+        in missing["msg"]
+    channel = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="v25.10")
+    assert "has no channel v25.10; channels: v26.3, v26.7, stable (default v26.7)" in channel["msg"]
+    version = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="v26.3", version="26.7.0")
+    assert "channel v26.3 has no version 26.7.0; it has: 26.3.3 (gpu-operator-certified.v26.3.3), " \
+           "26.3.1 (gpu-operator-certified.v26.3.1); channels that have it: stable, v26.7" in version["msg"]
+
+
+def test_foreign_operator_group_is_refused_by_name(twin, namespace, olm_operator):
+    operator_group(twin.kube, namespace, name="someone-elses")
+    result = olm_operator(name="trustee-operator", namespace=namespace)
+    assert result["failed"]
+    assert f"namespace {namespace} has OperatorGroup someone-elses that this module does not manage" in result["msg"]
+    adopted = olm_operator(name="trustee-operator", namespace=namespace, operator_group="someone-elses", timeout=60)
+    assert not adopted.get("failed"), adopted["msg"]
+    assert adopted["installed_csv"] == "trustee-operator.v1.2.1"
+
+
+def test_shared_install_plan_is_refused_naming_the_other_csv(twin, namespace, olm_operator):
+    """OLM's trap: another Manual Subscription in the namespace is pending, so OLM plans both together."""
+    kube = twin.kube
+    operator_group(kube, namespace, name="trustee-operator-group")
+    subscribe(kube, namespace, "nfd", starting="nfd.v4.21.0")
+    wait_for(kube, *PLANS, namespace, lambda items: items)
+    result = olm_operator(name="trustee-operator", namespace=namespace, version="1.1.0", timeout=60)
+    assert result["failed"]
+    assert "names nfd.v4.21.0, trustee-operator.v1.1.0: besides trustee-operator.v1.1.0 it would install nfd.v4.21.0" \
+        in result["msg"]
+    plans = kube.list(path(*PLANS, namespace=namespace))["items"]
+    assert not any(p["spec"]["approved"] for p in plans), "nothing may be approved"
+
+
+def test_failed_csv_fails_fast_with_olm_reason(twin, namespace, olm_operator):
+    twin.set_faults([{"kind": "csv-failed", "package": "trustee-operator", "namespace": namespace}])
+    try:
+        result = olm_operator(name="trustee-operator", namespace=namespace, timeout=120)
+    finally:
+        twin.set_faults([])
+    assert result["failed"]
+    assert "CSV trustee-operator.v1.2.1 Failed (InstallCheckFailed: install failed: deployment " \
+           "trustee-operator-controller-manager not ready before timeout" in result["msg"]
+
+
+def test_install_plan_never_created_ends_at_the_deadline_saying_what_was_seen(twin, namespace, olm_operator):
+    twin.set_faults([{"kind": "installplan-missing", "package": "nfd"}])
+    try:
+        result = olm_operator(name="nfd", namespace=namespace, timeout=4)
+    finally:
+        twin.set_faults([])
+    assert result["failed"]
+    assert f"Timed out after 4s waiting for Subscription {namespace}/nfd to show an InstallPlan after nothing installed" \
+        in result["msg"]
+    assert "last seen: state (none)" in result["msg"]
+
+
+def test_idempotent_run_writes_nothing_and_upgrade_approves_one_plan(twin, namespace, olm_operator):
+    first = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="stable", version="26.3.1", timeout=120)
+    assert first["installed_csv"] == "gpu-operator-certified.v26.3.1", first.get("msg")
+    with twin.audit.window(user="admin") as idle:
+        again = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="stable", version="26.3.1")
+    assert again["changed"] is False
+    assert idle.writes == [], [(e["verb"], e["requestURI"]) for e in idle.writes]
+    # Pinning 26.3.3 approves that one plan; OLM then offers 26.7.0, which stays unapproved.
+    upgrade = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="stable", version="26.3.3", timeout=120)
+    assert upgrade["installed_csv"] == "gpu-operator-certified.v26.3.3"
+    assert len(upgrade["approved_install_plans"]) == 1
+    next_plan = wait_for(twin.kube, *PLANS, namespace, lambda items: next(
+        (p for p in items if p["spec"]["clusterServiceVersionNames"] == ["gpu-operator-certified.v26.7.0"]), None))
+    assert next_plan["spec"]["approved"] is False
+
+
+def test_upgrade_over_two_steps_approves_each_plan_on_the_way(twin, namespace, olm_operator):
+    first = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="stable", version="26.3.1", timeout=120)
+    assert first["installed_csv"] == "gpu-operator-certified.v26.3.1", first.get("msg")
+    upgrade = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="stable", version="26.7.0", timeout=120)
+    assert upgrade["installed_csv"] == "gpu-operator-certified.v26.7.0", upgrade.get("msg")
+    assert len(upgrade["approved_install_plans"]) == 2
+    plans = twin.kube.list(path(*PLANS, namespace=namespace))["items"]
+    assert sorted(p["spec"]["clusterServiceVersionNames"][0] for p in plans) == [
+        "gpu-operator-certified.v26.3.1", "gpu-operator-certified.v26.3.3", "gpu-operator-certified.v26.7.0"]
