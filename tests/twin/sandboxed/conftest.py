@@ -102,11 +102,13 @@ def gpu_twin(cgpu_twin_factory, configured_profile, twin_crds):
     return handle
 
 
-def prepare(handle, upstream):
+def prepare(handle, upstream, operand_crds_too=True):
+    """NFD's GPU labels; with ``operand_crds_too``, what OLM would have installed (CRDs, namespaces)."""
     handle.profile_spec = lambda: yaml.safe_load((handle.state / "profile.yaml").read_text())
-    operand_crds(handle, upstream)
-    ensure_namespace(handle.kube, GPU_NAMESPACE)
-    ensure_namespace(handle.kube, OSC_NAMESPACE)
+    if operand_crds_too:
+        operand_crds(handle, upstream)
+        ensure_namespace(handle.kube, GPU_NAMESPACE)
+        ensure_namespace(handle.kube, OSC_NAMESPACE)
     label_gpu_nodes(handle)
 
 

@@ -1,0 +1,81 @@
+"""gpu_operator: the ClusterPolicy per operator version, readiness lines and the pgpu check."""
+
+import pytest
+
+from ansible_collections.confidential.gpu.plugins.module_utils import gpu_operator as gpuop
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("26.3.1", (26, 3, 1)), ("v26.7.0", (26, 7, 0)), ("gpu-operator-certified.v26.3.3", (26, 3, 3)),
+    ("25.10", (25, 10, 0)), ("26.3.0-rc.1", (26, 3, 0)), ("latest", None), (None, None),
+])
+def test_versions_from_csv_names_and_tags(text, parsed):
+    assert gpuop.parse_version(text) == parsed
+
+
+def test_operators_before_26_3_are_refused_with_what_is_missing():
+    assert gpuop.version_problem("26.3.0") is None
+    assert gpuop.version_problem("26.7.0") is None
+    problem = gpuop.version_problem("25.10.1")
+    assert "25.10.1 is older than 26.3.0" in problem
+    assert "sandboxWorkloads.mode" in problem and "kataSandboxDevicePlugin" in problem and "Pin 26.3.0" in problem
+    assert "cannot read" in gpuop.version_problem("next")
+    with pytest.raises(ValueError, match="older than 26.3.0"):
+        gpuop.cluster_policy("25.10.1")
+
+
+def test_cluster_policy_for_osc_confidential_gpus():
+    policy = gpuop.cluster_policy("26.3.3")
+    spec = policy["spec"]
+    assert policy["metadata"]["name"] == "gpu-cluster-policy"
+    assert spec["sandboxWorkloads"] == {"enabled": True, "defaultWorkload": "vm-passthrough", "mode": "kata"}
+    assert spec["ccManager"] == {"enabled": True, "defaultMode": "on"}
+    assert {"name": "P_GPU_ALIAS", "value": "pgpu"} in spec["kataSandboxDevicePlugin"]["env"]
+    assert spec["driver"] == {"enabled": False} and spec["devicePlugin"] == {"enabled": False}
+    assert spec["kataManager"] == {"enabled": False}
+    # every field the real CRD requires is there
+    for required in ("daemonsets", "dcgm", "dcgmExporter", "devicePlugin", "driver", "gfd", "nodeStatusExporter",
+                     "operator", "toolkit"):
+        assert required in spec
+
+
+def test_kata_manager_left_out_where_no_longer_honoured_and_extra_spec_merges():
+    spec = gpuop.cluster_policy("26.7.0", cc_mode="ppcie", extra_spec={
+        "ccManager": {"repository": "mirror.example/nvidia"}, "gfd": {"enabled": False}})["spec"]
+    assert "kataManager" not in spec
+    assert spec["ccManager"] == {"enabled": True, "defaultMode": "ppcie", "repository": "mirror.example/nvidia"}
+    assert spec["gfd"] == {"enabled": False}
+
+
+def test_policy_summary_names_state_message_and_broken_operand_pods():
+    assert gpuop.policy_summary(None) == (False, "the ClusterPolicy does not exist")
+    ready = {"metadata": {"name": "p"}, "status": {"state": "ready"}}
+    assert gpuop.policy_summary(ready) == (True, "ClusterPolicy p is ready")
+    policy = {"metadata": {"name": "p"}, "status": {"state": "notReady", "conditions": [
+        {"type": "Ready", "status": "False", "message": "worker-0: 0 of 1 GPUs bound to vfio-pci"}]}}
+    pods = [
+        {"metadata": {"name": "nvidia-vfio-manager-a"}, "spec": {"nodeName": "worker-0"},
+         "status": {"phase": "Running", "containerStatuses": [{"ready": True}]}},
+        {"metadata": {"name": "nvidia-cc-manager-b"}, "spec": {"nodeName": "worker-1"},
+         "status": {"phase": "Running", "containerStatuses": [{"ready": False, "lastState": {"terminated": {
+             "message": "Some GPUs are not cc-capable"}}}]}},
+        {"metadata": {"name": "nvidia-sandbox-validator-c"}, "spec": {},
+         "status": {"phase": "Pending"}},
+    ]
+    done, line = gpuop.policy_summary(policy, pods)
+    assert not done
+    assert line.startswith("ClusterPolicy p is notReady. worker-0: 0 of 1 GPUs bound to vfio-pci")
+    assert "nvidia-cc-manager-b on worker-1: Running, not ready: Some GPUs are not cc-capable" in line
+    assert "nvidia-sandbox-validator-c on no node: Pending" in line
+    assert "vfio-manager" not in line
+
+
+def test_pgpu_report_compares_allocatable_with_gpus_found():
+    nodes = [{"metadata": {"name": "w-0"}, "status": {"allocatable": {"nvidia.com/pgpu": "2"}}},
+             {"metadata": {"name": "w-1"}, "status": {"allocatable": {"nvidia.com/pgpu": "1"}}},
+             {"metadata": {"name": "w-2"}, "status": {"allocatable": {}}}]
+    report, bad = gpuop.pgpu_report(nodes, {"w-0": 2, "w-1": 2, "w-2": 1, "w-9": 1})
+    assert [r["ok"] for r in report] == [True, False, False, False]
+    assert bad[0] == "w-1: nvidia.com/pgpu allocatable is 1, 2 GPU(s) found on the host"
+    assert "w-2: nvidia.com/pgpu allocatable is 0, 1 GPU(s)" in bad[1]
+    assert bad[2].endswith("(node not found)")
