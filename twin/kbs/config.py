@@ -3,8 +3,8 @@
 ``render`` writes ``kbs-config.toml`` for a profile (operators.md §7.1): Restricted serves HTTPS
 with the key and certificate mounted from the split ``httpsSpec`` secret and signs tokens with the
 mounted attestation key; Permissive serves plain HTTP and accepts the JWK in token headers. Both
-deny the admin API, list the SNP VCEK sources (offline store, then AMD KDS), and set the NVIDIA
-verifier to Remote (NRAS); Restricted also names Intel's PCS for TDX collateral.
+deny the admin API, list the SNP VCEK sources (offline store, then AMD KDS), and (from 1.2) set the
+NVIDIA verifier to Remote (NRAS); Restricted also names Intel's PCS for TDX collateral.
 
 The paths are those of the pod's volumes (``MOUNTS``); the twin KBS process reads every path
 relative to the pod's root directory, so the same file works in a real pod and in the twin.
@@ -27,14 +27,16 @@ KBS_CONFIG = "/etc/kbs-config/kbs-config.toml"
 AUTH_PUBLIC_KEY = "/etc/auth-secret/publicKey"
 
 # Where each trustee version keeps reference values and the resource policy (ConfigMap key, and
-# the file the KBS reads). v1.2 renamed both keys (upgrade notes of the Red Hat build).
+# the file the KBS reads). v1.2 renamed both keys (upgrade notes of the Red Hat build). The twin's
+# assumption: 1.1 templates lack the NVIDIA verifier table (Local by default, as the upstream
+# templates of that time), the GPU-ready 1.2 sets it to Remote (RH-GPU article).
 LAYOUTS = {
     "1.1": {"rvps_key": "reference-values.json", "rvps_empty": "[]",
             "rvps_path": "/opt/confidential-containers/rvps/reference-values/reference-values.json",
-            "resource_policy_key": "policy.rego"},
+            "resource_policy_key": "policy.rego", "nvidia_remote": False},
     "1.2": {"rvps_key": "reference_value", "rvps_empty": "{}",
             "rvps_path": "/opt/confidential-containers/storage/local_json/reference_value",
-            "resource_policy_key": "resource-policy.rego"},
+            "resource_policy_key": "resource-policy.rego", "nvidia_remote": True},
 }
 DEFAULT_LAYOUT = "1.2"
 
@@ -91,9 +93,10 @@ def render(profile, layout, tls=None):
             'vcek_sources = [{ type = "OfflineStore" }, { type = "KDS" }]']
     if restricted:
         out += ["", "[attestation_service.verifier_config.tdx_verifier]", f'collateral_service = "{INTEL_PCS_URL}"']
-    out += ["", "[attestation_service.verifier_config.nvidia_verifier]", 'type = "Remote"',
-            f'verifier_url = "{NRAS_URL}"', "",
-            "[policy_engine]", f'policy_path = "{RESOURCE_POLICY}"', "",
+    if layout.get("nvidia_remote"):
+        out += ["", "[attestation_service.verifier_config.nvidia_verifier]", 'type = "Remote"',
+                f'verifier_url = "{NRAS_URL}"']
+    out += ["", "[policy_engine]", f'policy_path = "{RESOURCE_POLICY}"', "",
             "[[plugins]]", 'name = "resource"', 'type = "LocalFs"', f'dir_path = "{REPOSITORY}"', ""]
     return "\n".join(out)
 
@@ -112,7 +115,6 @@ def merge_tls(text, tls):
     if server.get("insecure_http", False) or "http_server" not in doc:
         return text
     wanted = tls_lines(tls)
-    keys = {line.split("=", 1)[0].strip() for line in wanted}
     all_tls_keys = {"tls_profile", "tls_min_version", "tls_max_version", "tls_ciphers", "tls_groups"}
     lines = text.split("\n")
     out, in_server, inserted = [], False, False
@@ -136,8 +138,7 @@ def merge_tls(text, tls):
         out.append(line)
     if in_server and not inserted:
         out.extend(wanted)
-    merged = "\n".join(out)
-    return merged if keys else text
+    return "\n".join(out)
 
 
 def parse(text):

@@ -1,0 +1,208 @@
+# Copyright: (c) 2026, confidential.gpu contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Trustee decisions as plain functions: the KBS configuration's verifier settings, egress, readiness.
+
+PRIVATE to this collection. Facts (shared/reference/operators.md §7, attestation.md §6, anchors T8-T9):
+
+* The operator generates ``<name>-kbs-config`` (key ``kbs-config.toml``) once and keeps manual
+  edits, so the collection edits that text in place: only the NVIDIA verifier table is rewritten,
+  every other line stays as the operator or the user left it.
+* Without ``[attestation_service.verifier_config.nvidia_verifier]`` Trustee uses the Local verifier,
+  whose claims the default GPU policy cannot affirm (and which fails on Blackwell); ``type =
+  "Remote"`` sends GPU evidence to NRAS.
+* Trustee needs egress to NRAS (Remote NVIDIA verifier, and its JWKS), Intel PCS (TDX collateral)
+  and AMD KDS (SNP VCEKs, when ``KDS`` is a VCEK source).
+* Readiness: TrusteeConfig ``status.isReady``, Deployment ``trustee-deployment`` rolled out and
+  Available, Service ``kbs-service``, Route admitted.
+"""
+
+from __future__ import annotations
+
+import re
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11: fall back to tomli when present; edits are then checked less
+    try:
+        import tomli as tomllib  # type: ignore[no-redef]
+    except ImportError:
+        tomllib = None
+
+NRAS_URL = "https://nras.attestation.nvidia.com/v4/attest"
+NRAS_JWKS_URL = "https://nras.attestation.nvidia.com/.well-known/jwks.json"
+INTEL_PCS_URL = "https://api.trustedservices.intel.com/sgx/certification/v4/"
+AMD_KDS_URL = "https://kdsintf.amd.com"
+NVIDIA_TABLE = "attestation_service.verifier_config.nvidia_verifier"
+DEPLOYMENT = "trustee-deployment"
+SERVICE = "kbs-service"
+
+_RESOLVE = re.compile(r"^([^:\s]+):(\d+):(\[[0-9A-Fa-f:.]+\]|[^:\s\[\]]+):(\d+)$")
+_TABLE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+
+
+class TrusteeConfigError(ValueError):
+    """kbs-config.toml that cannot be read or edited safely; the message says where."""
+
+
+def parse(text):
+    if tomllib is None:
+        return None
+    try:
+        return tomllib.loads(text)
+    except Exception as exc:  # tomllib.TOMLDecodeError; tomli's has another class
+        raise TrusteeConfigError("kbs-config.toml is not valid TOML: {0}".format(exc))
+
+
+def _toml_string(value):
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def set_nvidia_verifier(text, mode, url=None):
+    """``text`` with the NVIDIA verifier table set to ``mode`` (remote or local); other lines untouched.
+
+    The table's own lines are replaced; a table absent is appended at the end. Raises
+    TrusteeConfigError when the text is not TOML, or when the result would not parse.
+    """
+    if mode not in ("remote", "local"):
+        raise TrusteeConfigError("nvidia_verifier: {0!r} is not valid; valid values: remote, local".format(mode))
+    parse(text)
+    body = ['type = "Remote"', "verifier_url = " + _toml_string(url or NRAS_URL)] if mode == "remote" \
+        else ['type = "Local"']
+    lines = text.split("\n")
+    out, in_table, found, written = [], False, False, False
+    for line in lines:
+        match = _TABLE.match(line)
+        if match:
+            if in_table and not written:
+                _insert_before_blank_tail(out, body)
+                written = True
+            in_table = match.group(1) == NVIDIA_TABLE and not line.strip().startswith("[[")
+            found = found or in_table
+            out.append(line)
+            continue
+        if in_table:
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                out.append(line)  # the table's comments and blank lines stay where they are
+            elif not written:
+                out.extend(body)  # the first old key/value line is where the new ones go
+                written = True
+            continue
+        out.append(line)
+    if in_table and not written:
+        _insert_before_blank_tail(out, body)
+    if not found:
+        while out and not out[-1].strip():
+            out.pop()
+        out += ["", "[" + NVIDIA_TABLE + "]"] + body + [""]
+    result = "\n".join(out)
+    doc = parse(result)
+    if doc is not None:
+        verifier = ((doc.get("attestation_service") or {}).get("verifier_config") or {}).get("nvidia_verifier") or {}
+        if str(verifier.get("type", "")).lower() != mode:
+            raise TrusteeConfigError("internal error: the edited kbs-config.toml does not read back with the "
+                                     "NVIDIA verifier set to {0}".format(mode))
+    return result
+
+
+def _insert_before_blank_tail(out, body):
+    tail = []
+    while out and not out[-1].strip():
+        tail.insert(0, out.pop())
+    out.extend(body)
+    out.extend(tail)
+
+
+def summary(text):
+    """What matters in a kbs-config.toml: transport, token signing, verifiers, and the egress they need."""
+    doc = parse(text)
+    if doc is None:
+        return {"parsed": False, "egress": []}
+    server = doc.get("http_server") or {}
+    service = doc.get("attestation_service") or {}
+    verifiers = service.get("verifier_config") or {}
+    nvidia = verifiers.get("nvidia_verifier") or {}
+    nvidia_type = str(nvidia.get("type") or "Local")
+    snp_sources = [str((s or {}).get("type")) for s in (verifiers.get("snp_verifier") or {}).get("vcek_sources") or []]
+    signer = (service.get("attestation_token_broker") or {}).get("signer") or {}
+    pcs = (verifiers.get("tdx_verifier") or {}).get("collateral_service") or INTEL_PCS_URL
+    egress = []
+    if nvidia_type.lower() == "remote":
+        egress.append({"service": "NVIDIA NRAS", "url": nvidia.get("verifier_url") or NRAS_URL,
+                       "why": "GPU evidence is verified remotely (nvidia_verifier type Remote)"})
+        egress.append({"service": "NVIDIA NRAS JWKS", "url": NRAS_JWKS_URL,
+                       "why": "the KBS downloads the keys that sign NRAS answers (not configurable)"})
+    egress.append({"service": "Intel PCS", "url": pcs, "why": "TDX quote collateral (TCB info, CRLs)"})
+    if not snp_sources or "KDS" in snp_sources:
+        egress.append({"service": "AMD KDS", "url": AMD_KDS_URL,
+                       "why": "SNP VCEK certificates ({0})".format(
+                           "vcek_sources: " + ", ".join(snp_sources) if snp_sources else "default source KDS")})
+    return {
+        "parsed": True,
+        "https": not server.get("insecure_http", False),
+        "tls_profile": server.get("tls_profile"),
+        "token_signer": bool(signer.get("key_path")),
+        "admin_authorization_mode": (doc.get("admin") or {}).get("authorization_mode"),
+        "nvidia_verifier": nvidia_type,
+        "nras_url": nvidia.get("verifier_url") if nvidia_type.lower() == "remote" else None,
+        "snp_vcek_sources": snp_sources,
+        "egress": egress,
+    }
+
+
+def route_state(route):
+    """(admitted, host, termination, message) of a Route."""
+    if not route:
+        return False, None, None, "route does not exist"
+    spec = route.get("spec") or {}
+    termination = (spec.get("tls") or {}).get("termination")
+    for ingress in (route.get("status") or {}).get("ingress") or []:
+        for condition in ingress.get("conditions") or []:
+            if condition.get("type") == "Admitted":
+                if condition.get("status") == "True":
+                    return True, ingress.get("host") or spec.get("host"), termination, "admitted"
+                return False, spec.get("host"), termination, "not admitted: {0} {1}".format(
+                    condition.get("reason", ""), condition.get("message", "")).strip()
+    return False, spec.get("host"), termination, "not admitted yet"
+
+
+def deployment_state(deployment):
+    """(rolled out and available, message)."""
+    if not deployment:
+        return False, "deployment {0} does not exist yet".format(DEPLOYMENT)
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    want = spec.get("replicas", 1)
+    if status.get("observedGeneration", 0) < meta.get("generation", 0):
+        return False, "deployment {0}: generation {1} not observed yet".format(DEPLOYMENT, meta.get("generation"))
+    updated, available, total = (status.get("updatedReplicas", 0), status.get("availableReplicas", 0),
+                                 status.get("replicas", 0))
+    if updated < want or available < want or total > updated:
+        return False, "deployment {0}: {1} updated, {2} available, {3} total of {4}".format(
+            DEPLOYMENT, updated, available, total, want)
+    if not any(c.get("type") == "Available" and c.get("status") == "True" for c in status.get("conditions") or []):
+        return False, "deployment {0} is not Available".format(DEPLOYMENT)
+    return True, "deployment {0} rolled out ({1} available)".format(DEPLOYMENT, available)
+
+
+def trusteeconfig_state(trusteeconfig):
+    if not trusteeconfig:
+        return False, "TrusteeConfig does not exist"
+    status = trusteeconfig.get("status") or {}
+    if status.get("isReady") is True:
+        return True, status.get("statusDescription") or "ready"
+    return False, "TrusteeConfig not ready: {0}".format(status.get("statusDescription") or "no status yet")
+
+
+def parse_resolve(entries):
+    """``host:port:address:port`` strings (curl --resolve) to {(host, port): (address, port)}."""
+    mapping = {}
+    for entry in entries or []:
+        match = _RESOLVE.match(str(entry))
+        if not match:
+            raise ValueError("resolve entry {0!r} is not host:port:address:port".format(entry))
+        host, port, address, target = match.groups()
+        mapping[(host.lower(), int(port))] = (address.strip("[]"), int(target))
+    return mapping

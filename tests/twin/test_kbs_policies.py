@@ -1,0 +1,182 @@
+"""The attestation and resource policies, evaluated in OPA (the twin KBS's engine) on verifier-made claims.
+
+The claims come from the twin's own verifiers over simulated evidence, so what is tested here is what a
+KBS evaluates. Expected trust-vector values are the documented ones (attestation.md §3.2-3.3, §4):
+33/97/36 defaults, hardware 2 on a matched genuine platform, TDX executables 4 when the event-log
+digests are compared with a list (veritas' format), configuration 96 for unpinned initdata.
+"""
+
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from plugins.module_utils import initdata
+from twin import build, profile as profiles, tee
+from twin.kbs import rego, verifier
+from twin.kbs.attestation import init_data_claims, status_of
+
+REPO = Path(__file__).resolve().parents[2]
+POLICIES = REPO / "twin" / "kbs" / "policies"
+ROLE_TEMPLATE = REPO / "roles" / "trustee" / "templates" / "default_cpu.rego.j2"
+URL = "https://kbs-trustee-operator-system.apps.twin.example.com"
+
+
+@pytest.fixture(scope="module")
+def opa():
+    return build.ensure_opa(log=lambda msg: None)
+
+
+def role_policy(pinning):
+    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined)  # as Ansible's template lookup
+    return env.from_string(ROLE_TEMPLATE.read_text()).render(
+        trustee_initdata_pinning=pinning, trustee_policy_marker="test")
+
+
+def _node(tee_type):
+    profile = profiles.load("default" if tee_type == "tdx" else "snp-rtx-pro-6000")
+    return profile, next(n for n in profile["nodes"] if (n.get("tee") or {}).get("type") == tee_type)
+
+
+def cpu_input(tee_type, toml=None, debug=False, send_initdata=True):
+    """The annotated evidence a policy sees for a VM launched with ``toml``, as the twin KBS builds it."""
+    profile, node = _node(tee_type)
+    vm = tee.launch(node, profile["openshift"]["version"], initdata_toml=toml, debug=debug)
+    runtime = {"nonce": "bm9uY2U=", "tee-pubkey": {"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}}
+    sent = toml if send_initdata else None
+    if tee_type == "tdx":
+        claims = verifier.verify_tdx(vm.evidence(runtime), runtime, sent, lambda quote: "UpToDate")
+    else:
+        claims = verifier.verify_snp(vm.evidence(runtime), runtime, sent)
+    annotated = {}
+    if "init_data" in claims:
+        annotated["init_data"] = claims.pop("init_data")
+        annotated["init_data_claims"] = init_data_claims(sent)
+    annotated["report_data"] = claims.pop("report_data")
+    annotated["runtime_data_claims"] = runtime
+    annotated[tee_type] = claims
+    return profile, node, annotated
+
+
+def reference(profile, node, tee_type, extra=None):
+    values = {e["name"]: e["value"] for e in tee.reference_values(profile["openshift"]["version"], tee_type,
+                                                                   host_spec=node)}
+    values.update(extra or {})
+    return values
+
+
+def vector(opa, policy, doc, ref):
+    return rego.trust_vector(opa, policy, doc, ref)
+
+
+DEFAULT_CPU = (POLICIES / "default_cpu.rego").read_text()
+
+
+@pytest.mark.parametrize("tee_type", ["tdx", "snp"])
+def test_the_operator_default_and_the_role_policy_agree_without_pinning(opa, tee_type):
+    toml = initdata.render(URL)
+    profile, node, doc = cpu_input(tee_type, toml)
+    good = reference(profile, node, tee_type)
+    for ref in (good, {}, dict(good, mr_td=["00" * 48], snp_launch_measurement=["00" * 48])):
+        assert vector(opa, DEFAULT_CPU, doc, ref) == vector(opa, role_policy(False), doc, ref)
+
+
+def test_tdx_values_are_the_documented_ones(opa):
+    profile, node, doc = cpu_input("tdx", initdata.render(URL))
+    good = reference(profile, node, "tdx")
+    v = vector(opa, DEFAULT_CPU, doc, good)
+    # executables 4: veritas-style lists never equal the event-log digest (attestation.md §3.4 a).
+    assert (v["hardware"], v["executables"], v["configuration"]) == (2, 4, 2)
+    assert status_of(v) == "affirming"
+    # Scalar event-log values reach the fully matched branch.
+    scalar = dict(good, tdvfkernel=good["tdvfkernel"][0], tdvfkernelparams=good["tdvfkernelparams"][0])
+    assert vector(opa, DEFAULT_CPU, doc, scalar)["executables"] == 3
+    nothing = vector(opa, DEFAULT_CPU, doc, {})
+    assert (nothing["hardware"], nothing["executables"], nothing["configuration"]) == (97, 33, 36)
+    assert status_of(nothing) == "contraindicated"
+    without_xfam = {k: v for k, v in good.items() if k != "xfam"}
+    assert vector(opa, DEFAULT_CPU, doc, without_xfam)["configuration"] == 36
+    _, _, debug_doc = cpu_input("tdx", initdata.render(URL), debug=True)
+    assert vector(opa, DEFAULT_CPU, debug_doc, good)["configuration"] == 36
+
+
+def test_snp_values_are_the_documented_ones(opa):
+    profile, node, doc = cpu_input("snp", initdata.render(URL))
+    good = reference(profile, node, "snp")
+    assert {k: vector(opa, DEFAULT_CPU, doc, good)[k] for k in ("hardware", "executables", "configuration")} == {
+        "hardware": 2, "executables": 3, "configuration": 2}
+    # Without the platform values (veritas does not give them) configuration falls back to 3, still affirming.
+    partial = {k: v for k, v in good.items() if k in ("snp_launch_measurement",)}
+    v = vector(opa, DEFAULT_CPU, doc, partial)
+    assert (v["executables"], v["configuration"], v["hardware"]) == (3, 3, 97)
+
+
+@pytest.mark.parametrize("tee_type", ["tdx", "snp"])
+def test_initdata_pinning_in_the_role_policy(opa, tee_type):
+    pinned_toml = initdata.render(URL)
+    other_toml = initdata.render(URL, policy="allow-all")
+    profile, node, pinned_doc = cpu_input(tee_type, pinned_toml)
+    ref = reference(profile, node, tee_type,
+                    {"init_data": [initdata.bindings(pinned_toml)["tdx_mrconfigid" if tee_type == "tdx" else
+                                                                  "snp_hostdata"]]})
+    policy = role_policy(True)
+    allowed = vector(opa, policy, pinned_doc, ref)
+    assert allowed["configuration"] == 2 and status_of(allowed) == "affirming"
+    _, _, other_doc = cpu_input(tee_type, other_toml)
+    assert vector(opa, policy, other_doc, ref)["configuration"] == 96
+    # A VM without initdata (nothing bound, nothing sent) cannot slip through either.
+    _, _, bare_doc = cpu_input(tee_type, None)
+    assert "init_data" not in bare_doc
+    assert vector(opa, policy, bare_doc, ref)["configuration"] == 96
+    # Without the init_data reference value, pinning fails closed.
+    assert vector(opa, policy, pinned_doc, {k: v for k, v in ref.items() if k != "init_data"})["configuration"] == 96
+
+
+NRAS_GOOD = {
+    "x-nvidia-gpu-arch-check": True,
+    "x-nvidia-gpu-attestation-report-cert-chain": {"x-nvidia-cert-status": "valid", "x-nvidia-cert-ocsp-status": "good"},
+    "x-nvidia-gpu-attestation-report-cert-chain-fwid-match": True,
+    "x-nvidia-gpu-attestation-report-parsed": True,
+    "x-nvidia-gpu-attestation-report-signature-verified": True,
+    "x-nvidia-gpu-vbios-rim-cert-chain": {"x-nvidia-cert-status": "valid", "x-nvidia-cert-ocsp-status": "good"},
+    "x-nvidia-gpu-vbios-version": "96.00.99.00.01",
+    "x-nvidia-gpu-driver-version": "580.95.05",
+    "secboot": True,
+    "dbgstat": "disabled",
+    "measres": "success",
+    **{f"x-nvidia-gpu-{part}-rim-{check}": True for part in ("driver", "vbios")
+       for check in ("fetched", "measurements-available", "schema-validated", "signature-verified", "version-match")},
+}
+
+
+def test_gpu_policy_on_nras_claims(opa):
+    gpu = (POLICIES / "default_gpu.rego").read_text()
+    v = vector(opa, gpu, {"nvidia": NRAS_GOOD}, {})
+    assert (v["hardware"], v["configuration"], v["executables"]) == (2, 3, 3)  # the article's gpu0 vector
+    pinned = {"allowed_vbios_versions": ["96.00.99.00.01"], "allowed_driver_versions": ["580.95.05"]}
+    assert vector(opa, gpu, {"nvidia": NRAS_GOOD}, pinned)["configuration"] == 2
+    revoked = dict(NRAS_GOOD, **{"x-nvidia-gpu-attestation-report-cert-chain": {
+        "x-nvidia-cert-status": "valid", "x-nvidia-cert-ocsp-status": "revoked"}})
+    assert vector(opa, gpu, {"nvidia": revoked}, {})["hardware"] == 97
+    failed_rim = dict(NRAS_GOOD, **{"x-nvidia-gpu-driver-rim-signature-verified": False})
+    assert vector(opa, gpu, {"nvidia": failed_rim}, {})["executables"] == 33
+    # The local verifier's claims (no NRAS) cannot affirm with this policy.
+    local = {"arch": "HOPPER", "uuid": "GPU-1", "measurements": {"0": "ab"}, "config": {}}
+    assert status_of(vector(opa, gpu, {"nvidia": local}, {})) == "contraindicated"
+
+
+def test_resource_policies(opa):
+    restrictive = (POLICIES / "resource-policy-restrictive.rego").read_text()
+    permissive = (POLICIES / "resource-policy-permissive.rego").read_text()
+    data = {"plugin": "resource", "resource-path": "default/kbsres1/key1"}
+    affirming = {"ear.status": "affirming"}
+    assert rego.allows(opa, restrictive, {"submods": {"cpu0": affirming, "gpu0": affirming}}, data)
+    assert not rego.allows(opa, restrictive, {"submods": {"cpu0": affirming, "gpu0": {"ear.status": "warning"}}}, data)
+    assert not rego.allows(opa, restrictive, {"submods": {}}, data)
+    assert rego.allows(opa, permissive, {"submods": {"cpu0": {"ear.status": "contraindicated"}}}, data)
+    assert not rego.allows(opa, permissive, {"submods": {}}, dict(data, plugin="sample"))
+
+
+def test_a_broken_policy_is_reported_with_opas_words(opa):
+    with pytest.raises(rego.PolicyError, match=r"unexpected eof token \(policy.rego:4\)"):
+        rego.trust_vector(opa, "package policy\nimport rego.v1\nhardware := 2 if {\n", {}, {})

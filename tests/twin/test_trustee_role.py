@@ -1,0 +1,202 @@
+"""Role confidential.gpu.trustee against twins: one cluster, then Trustee on a separate trusted cluster.
+
+Each test ends with what a workload does with the role's outputs (KBS URL and CA): render initdata,
+attest a simulated VM through the external route, and fetch the secret the role put in the KBS.
+"""
+
+import base64
+import json
+import secrets
+
+import pytest
+import yaml
+
+from plugins.module_utils import initdata
+from tests.twin.trustee_helpers import wait_for
+from twin import dns, tee
+from twin.kbs.client import KbsClient, KbsClientError, token_claims
+from twin.kube import path
+
+pytestmark = [pytest.mark.twin, pytest.mark.slow]
+
+NS = "trustee-operator-system"
+
+
+def _profile(handle):
+    return yaml.safe_load((handle.state / "profile.yaml").read_text())
+
+
+def _route_host(handle):
+    return f"kbs-{NS}.{_profile(handle)['openshift']['apps_domain']}"
+
+
+def _resolve_for(handle, zone_of=None):
+    """curl-style resolve entries for the route host, from the zone of ``zone_of`` (default: the same twin)."""
+    host = _route_host(handle)
+    addr, port = dns.resolve(host, dns.entries((zone_of or handle).kube))
+    return [f"{host}:443:{addr}:{port}"]
+
+
+def _playbook(role_vars, extra_tasks=()):
+    return yaml.safe_dump([{
+        "name": "Trustee", "hosts": "localhost", "gather_facts": False,
+        "tasks": [{"name": "Trustee role", "ansible.builtin.include_role": {"name": "confidential.gpu.trustee"},
+                   "vars": role_vars},
+                  {"name": "Outputs", "ansible.builtin.debug": {"msg": {
+                      "url": "{{ trustee_kbs_url }}", "ca": "{{ trustee_kbs_ca_cert }}",
+                      "egress": "{{ trustee_egress }}"}}},
+                  *extra_tasks],
+    }])
+
+
+def _outputs(run):
+    assert run.rc == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    return run.result("Outputs")["msg"]
+
+
+def _reference_values_file(tmp_path, profile):
+    node = next(n for n in profile["nodes"] if (n.get("tee") or {}).get("type") == "tdx")
+    values = tee.reference_values(profile["openshift"]["version"], "tdx", gpu=True)
+    file = tmp_path / "reference-values.json"
+    file.write_text(json.dumps(values))
+    return str(file), node
+
+
+def _result(run, name):
+    """The result of the role task called ``name`` (the callback prefixes role tasks with the role's name)."""
+    for play in (run.json or {}).get("plays", []):
+        for task in play["tasks"]:
+            if task["task"]["name"].split(" : ", 1)[-1] == name:
+                return next(iter(task["hosts"].values()))
+    raise AssertionError(f"task {name!r} did not run")
+
+
+def _changed_tasks(run):
+    changed = []
+    for play in (run.json or {}).get("plays", []):
+        for task in play["tasks"]:
+            for result in task["hosts"].values():
+                if result.get("changed"):
+                    changed.append(task["task"]["name"].split(" : ", 1)[-1])
+    return changed
+
+
+def _attest(url, ca, zone, node, profile, toml, resource=None):
+    client = KbsClient(url, ca, zone=zone)
+    vm = tee.launch(node, profile["openshift"]["version"], initdata_toml=toml)
+    claims = token_claims(client.attest(vm, initdata_toml=toml))
+    value = client.resource(resource) if resource else None
+    return claims, value, client
+
+
+def test_role_on_one_cluster_idempotent_pinning_and_no_secret_in_output(twin, run_playbook, tmp_path):
+    profile = _profile(twin)
+    sources, node = _reference_values_file(tmp_path, profile)
+    secret_value = "resource-" + secrets.token_hex(12)
+    role_vars = {
+        "trustee_resources": [{"name": "kbsres1", "data": {"key1": secret_value}}],
+        "trustee_reference_values_sources": [sources],
+        "trustee_tee": "tdx",
+        "trustee_kbs_resolve": _resolve_for(twin),
+    }
+    first = run_playbook(_playbook(role_vars), env=twin.env())
+    out = _outputs(first)
+    host = _route_host(twin)
+    assert out["url"] == f"https://{host}"
+    assert out["ca"].startswith("-----BEGIN CERTIFICATE-----")
+    assert {e["service"] for e in out["egress"]} >= {"NVIDIA NRAS", "Intel PCS", "AMD KDS"}
+    probe = _result(first, "Check the KBS from the client's side (route, TLS against our CA, /kbs/v0/auth)")
+    assert probe["tls"]["verified"] and f"DNS:{host}" in probe["tls"]["sans"]
+    assert probe["auth"] == {"status": 200, "challenge": True, "cookie": True}
+
+    zone = dns.entries(twin.kube)
+    toml = initdata.render(out["url"], kbs_cert=out["ca"])
+    claims, value, _ = _attest(out["url"], out["ca"], zone, node, profile, toml, "default/kbsres1/key1")
+    assert {n: s["ear.status"] for n, s in claims["submods"].items()} == {"cpu0": "affirming", "gpu0": "affirming"}
+    assert value == secret_value.encode()
+
+    # Pin the initdata pods run with: the same document still attests, any other is contraindicated.
+    pinned = dict(role_vars, trustee_initdata_pinning=True, trustee_pinned_initdata=[toml])
+    second = run_playbook(_playbook(pinned), env=twin.env())
+    _outputs(second)
+    assert "CPU attestation policy with initdata pinning" in _changed_tasks(second)
+    cm = twin.kube.get(path("v1", "configmaps", "trustee-config-attestation-policy-cpu", NS))
+    assert "initdata_allowed" in cm["data"]["default_cpu.rego"]
+    claims, value, _ = _attest(out["url"], out["ca"], zone, node, profile, toml, "default/kbsres1/key1")
+    assert claims["submods"]["cpu0"]["ear.trustworthiness-vector"]["configuration"] == 2
+    assert value == secret_value.encode()
+    other = initdata.render(out["url"], kbs_cert=out["ca"], policy="allow-all")
+    claims, _, client = _attest(out["url"], out["ca"], zone, node, profile, other)
+    assert claims["submods"]["cpu0"]["ear.trustworthiness-vector"]["configuration"] == 96
+    assert claims["submods"]["cpu0"]["ear.status"] == "contraindicated"
+    with pytest.raises(KbsClientError) as denied:
+        client.resource("default/kbsres1/key1")
+    assert denied.value.status == 403
+
+    # Idempotence, under -vvv with the default callback: nothing changes and no secret is printed.
+    third = run_playbook(_playbook(pinned), env=twin.env(), args=["-vvv"], callback="default")
+    output = third.stdout + third.stderr
+    assert third.rc == 0, output[-5000:]
+    assert "changed=0" in output, output[-3000:]
+    leaks = [secret_value, secret_value.encode().hex(), base64.b64encode(secret_value.encode()).decode()]
+    for name in ("trustee-kbs-ca", "kbs-tls-secret", "kbs-attestation-token-secret", "trustee-config-auth-secret",
+                 "trustee-config-https-key-secret", "trustee-config-attestation-key-secret"):
+        data = twin.kube.get(path("v1", "secrets", name, NS))["data"]
+        for key, encoded in data.items():
+            if key.endswith(("key", "Key")):
+                plain = base64.b64decode(encoded).decode()
+                body = "".join(line for line in plain.splitlines() if "-----" not in line)
+                leaks += [encoded, body, body[:40], body[-40:]]
+    found = [leak[:16] + "..." for leak in leaks if leak and leak in output]
+    assert not found, f"secret material in the -vvv output: {found}"
+
+
+def test_role_on_a_separate_trusted_cluster(twin_factory, run_playbook, tmp_path):
+    workload = twin_factory("default")
+    trusted = twin_factory("default", name="trusted")
+    profile = _profile(workload)
+    sources, node = _reference_values_file(tmp_path, profile)
+    secret_value = "remote-" + secrets.token_hex(8)
+    role_vars = {
+        "trustee_kubeconfig": trusted.kubeconfig,
+        "trustee_resources": [{"name": "kbsres1", "data": {"key1": secret_value}}],
+        "trustee_reference_values_sources": [sources],
+        "trustee_tee": "tdx",
+        "trustee_kbs_resolve": _resolve_for(trusted),
+    }
+    with workload.audit.window(user="admin") as window:
+        run = run_playbook(_playbook(role_vars), env=workload.env())
+    out = _outputs(run)
+    assert window.writes == [], f"the role wrote to the workload cluster: {window.writes[:5]}"
+    assert out["url"] == f"https://kbs-{NS}.apps.trusted.example.com"
+    trusted_tc = trusted.kube.get(path("confidentialcontainers.org/v1alpha1", "trusteeconfigs", "trustee-config", NS))
+    assert trusted_tc["status"]["isReady"] is True
+    # Pods of the workload cluster reach the trusted cluster's route once its zone is linked (DNS between clusters).
+    dns.link(trusted.kube, workload.kube)
+    toml = initdata.render(out["url"], kbs_cert=out["ca"])
+    claims, value, _ = _attest(out["url"], out["ca"], dns.entries(workload.kube), node, profile, toml,
+                               "default/kbsres1/key1")
+    assert claims["submods"]["cpu0"]["ear.status"] == "affirming"
+    assert value == secret_value.encode()
+    again = run_playbook(_playbook(role_vars), env=workload.env())
+    _outputs(again)
+    assert _changed_tasks(again) == []
+
+
+def test_role_sets_the_nvidia_verifier_remote_on_an_operator_without_it(twin_factory, run_playbook, tmp_path):
+    """Operator 1.1 generates no NVIDIA verifier table (Local): GPUs cannot affirm until the role sets Remote."""
+    handle = twin_factory("default", name="older")
+    profile = _profile(handle)
+    sources, node = _reference_values_file(tmp_path, profile)
+    role_vars = {"trustee_operator_version": "1.1.0", "trustee_reference_values_sources": [sources],
+                 "trustee_tee": "tdx", "trustee_kbs_resolve": _resolve_for(handle)}
+    run = run_playbook(_playbook(role_vars), env=handle.env())
+    out = _outputs(run)
+    assert _result(run, "Verify GPU evidence with NVIDIA NRAS")["changed"] is True
+    cm = handle.kube.get(path("v1", "configmaps", "trustee-config-rvps-reference-values", NS))
+    assert list(cm["data"]) == ["reference-values.json"]  # the 1.1 layout, kept by the reference_values module
+    toml = initdata.render(out["url"], kbs_cert=out["ca"])
+    claims, value, _ = _attest(out["url"], out["ca"], dns.entries(handle.kube), node, profile, toml,
+                               "default/attestation-status/status")
+    assert claims["submods"]["gpu0"]["ear.status"] == "affirming"
+    assert value == b"success"
