@@ -81,9 +81,11 @@ def wait(kube, plural, predicate, timeout=120, what="", api_version=MC_API, name
         for kind, obj in kube.watch(p, listing["metadata"]["resourceVersion"], timeout_seconds=max(1, int(remaining))):
             if kind == "ERROR":
                 break
+            if kind == "BOOKMARK":
+                continue
             if kind == "DELETED":
                 objects.pop(obj["metadata"]["name"], None)
-            elif kind != "BOOKMARK":
+            else:
                 objects[obj["metadata"]["name"]] = obj
             seen = json.dumps({k: (v.get("status") or {}).get("updatedMachineCount") for k, v in objects.items()}) \
                 if plural == "machineconfigpools" else obj["metadata"]["name"]

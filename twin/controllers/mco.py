@@ -291,6 +291,8 @@ class PoolController(Controller):
 
     def reconcile(self, key):
         _, name = key
+        if not all(self.cache(*kind).synced.is_set() for kind in self.watches):
+            return 0.2  # rendering from a half-listed cache would target a config missing MachineConfigs
         pool = self.cache(MC_API, "machineconfigpools").get(name)
         if pool is None or pool["metadata"].get("deletionTimestamp"):
             return None
@@ -387,6 +389,7 @@ class Daemon(Controller):
     def __init__(self, world):
         super().__init__(world)
         self.ops = {}  # node -> what its daemon is doing (a real daemon keeps this on the node's disk)
+        self.finished = {}  # node -> config it just finished; its Node event may not be in the cache yet
 
     def setup(self, manager):
         super().setup(manager)
@@ -422,6 +425,9 @@ class Daemon(Controller):
         op = self.ops.get(name)
         if not desired:
             return None  # not managed by the MCO (yet)
+        if self.finished.get(name) == desired and current != desired and not op:
+            return 0.05  # our own "currentConfig: <desired>" is still on its way to the cache
+        self.finished.pop(name, None)
         if desired == current:
             if op and op["phase"] == "reboot":
                 return self._reboot(node, host, op)
@@ -544,6 +550,7 @@ class Daemon(Controller):
         self.world.changed(host)
         self._boot_id(name)
         self.ops.pop(name, None)
+        self.finished[name] = op["target"]
         self._finish(name, op["target"], uncordon=True, boots=host.boots)
         self.log.info("node %s: now on %s (boot %d)", name, op["target"], host.boots)
         return None
