@@ -77,3 +77,34 @@ def resolve(host: str, zone: dict):
 def _addr(value):
     host, _, port = value.rpartition(":")
     return host, int(port)
+
+
+def main(argv=None):
+    """``python -m twin.dns link --from STATE --to STATE`` | ``resolve HOST --state STATE``."""
+    import argparse
+
+    from .cluster import Cluster
+
+    parser = argparse.ArgumentParser(prog="twin.dns", description="Name resolution between twin clusters.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    link_cmd = sub.add_parser("link", help="make the routes of one twin resolvable from another")
+    link_cmd.add_argument("--from", dest="source", required=True, help="state directory of the twin whose routes")
+    link_cmd.add_argument("--to", dest="target", required=True, help="state directory of the twin that needs them")
+    resolve_cmd = sub.add_parser("resolve", help="print the address that answers for a host, as host:port:addr:port")
+    resolve_cmd.add_argument("host")
+    resolve_cmd.add_argument("--state", required=True)
+    resolve_cmd.add_argument("--port", type=int, default=443)
+    args = parser.parse_args(argv)
+    if args.command == "link":
+        link(Cluster(state_dir=args.source).kube(), Cluster(state_dir=args.target).kube())
+        return 0
+    found = resolve(args.host, entries(Cluster(state_dir=args.state).kube()))
+    if not found:
+        print(f"no entry of the zone covers {args.host}")
+        return 1
+    print(f"{args.host}:{args.port}:{found[0]}:{found[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -393,3 +393,32 @@ def launch(host_spec: dict, ocp_version: str, initdata_toml: str = None, gpus=No
     if gpus is None:
         gpus = host_spec.get("gpus") or []
     return GuestVM(host_spec, ocp_version, binding, gpus=gpus[:1], **kwargs)
+
+
+def main(argv=None):
+    """``python -m twin.tee reference-values --profile P``: the twin's veritas, as a reference-values.json list."""
+    import argparse
+    import sys
+
+    from . import profile as profiles
+
+    parser = argparse.ArgumentParser(prog="twin.tee")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rv = sub.add_parser("reference-values", help="reference values of a profile's guest image (JSON list)")
+    rv.add_argument("--profile", default="default")
+    rv.add_argument("--ocp-version", action="append", help="release(s); default: the profile's")
+    rv.add_argument("--no-gpu", action="store_true", help="the CPU-only guest image")
+    args = parser.parse_args(argv)
+    spec = profiles.load(args.profile)
+    node = next((n for n in spec["nodes"] if (n.get("tee") or {}).get("type")), None)
+    if node is None:
+        print(f"profile {args.profile} has no TEE node", file=sys.stderr)
+        return 1
+    values = reference_values(args.ocp_version or [spec["openshift"]["version"]], node["tee"]["type"],
+                              gpu=not args.no_gpu, host_spec=node)
+    print(json.dumps(values, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

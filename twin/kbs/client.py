@@ -137,3 +137,61 @@ def token_claims(token):
     """The payload of a JWT, unverified (tests check signatures separately)."""
     part = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def main(argv=None):
+    """``python -m twin.kbs.client --url U --ca-file F --state STATE [--node N] [--initdata F] [--resource P]``.
+
+    Launches a simulated VM on node N of the twin at STATE (its profile's hardware) with the initdata
+    (rendered for U and the CA when no file is given), attests to the KBS at U resolving it through
+    that twin's zone, fetches the resource, and prints what came back as JSON. Exit 1 when refused.
+    """
+    import argparse
+    import hashlib
+
+    import yaml
+
+    from plugins.module_utils import initdata
+
+    from .. import tee
+    from ..cluster import Cluster
+
+    parser = argparse.ArgumentParser(prog="twin.kbs.client", description="Attest a simulated VM to a KBS.")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--ca-file", required=True)
+    parser.add_argument("--state", required=True, help="state directory of the twin the VM runs on (its zone resolves)")
+    parser.add_argument("--node", help="node the VM runs on (default: the first TEE node)")
+    parser.add_argument("--initdata", help="initdata TOML file (default: rendered for --url and the CA)")
+    parser.add_argument("--resource", help="resource to fetch, <repository>/<type>/<tag>")
+    args = parser.parse_args(argv)
+    cluster = Cluster(state_dir=args.state)
+    profile = yaml.safe_load((cluster.state / "profile.yaml").read_text())
+    nodes = [n for n in profile["nodes"] if (n.get("tee") or {}).get("type")]
+    node = next((n for n in nodes if n["name"] == args.node), None) if args.node else (nodes[0] if nodes else None)
+    if node is None:
+        print(json.dumps({"error": f"no TEE node {args.node or ''} in the twin's profile"}))
+        return 1
+    ca = open(args.ca_file, encoding="utf-8").read()
+    toml = open(args.initdata, encoding="utf-8").read() if args.initdata else initdata.render(args.url, kbs_cert=ca)
+    client = KbsClient(args.url, ca, zone=dns.entries(cluster.kube()))
+    vm = tee.launch(node, profile["openshift"]["version"], initdata_toml=toml)
+    out = {"node": node["name"], "tee": vm.tee}
+    try:
+        claims = token_claims(client.attest(vm, initdata_toml=toml))
+        out["submods"] = {n: {"status": s["ear.status"], "vector": {k: v for k, v in
+                                                                     s["ear.trustworthiness-vector"].items() if v}}
+                          for n, s in claims["submods"].items()}
+        if args.resource:
+            out["resource_sha256"] = hashlib.sha256(client.resource(args.resource)).hexdigest()
+    except KbsClientError as exc:
+        out["error"] = {"status": exc.status, "type": exc.kind, "detail": exc.detail}
+        print(json.dumps(out))
+        return 1
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
