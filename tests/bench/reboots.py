@@ -10,6 +10,17 @@
 
 Prints both, with the time each took on the twin (reboots last ``timings.reboot`` seconds), and
 exits non-zero unless the role rebooted every worker exactly once.
+
+Then the whole bring-up, host configuration and OpenShift sandboxed containers together:
+
+4. on that same twin the manual flow goes on as the guides do: NFD, then OSC with its feature gates
+   and a KataConfig, whose own rollout reboots every worker again;
+5. on a second, fresh twin the collection's sequence (``tests/twin/sandboxed/bringup.yml``: nfd,
+   tee_hosts for the ``kata-oc`` role before OSC creates that pool, sandboxed_containers,
+   gpu_operator, sandboxed_containers again for the GPU runtime class) runs once.
+
+Prints the reboots of the whole sequence beside the manual flow's, and exits non-zero unless the
+collection's sequence rebooted every worker exactly once.
 """
 
 import os
@@ -55,6 +66,57 @@ def run_role(cluster, tmp):
     return [line.strip() for line in proc.stdout.splitlines() if "nodes updated" in line and line.strip().startswith("[")]
 
 
+BRINGUP = REPO / "tests" / "twin" / "sandboxed" / "bringup.yml"
+# The guides' OSC step: the operator, the feature gates ConfigMap, a KataConfig, and waiting for it.
+MANUAL_OSC = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - confidential.gpu.olm_operator:
+        name: sandboxed-containers-operator
+    - kubernetes.core.k8s:
+        definition:
+          {apiVersion: v1, kind: ConfigMap,
+           metadata: {name: osc-feature-gates, namespace: openshift-sandboxed-containers-operator},
+           data: {confidential: "true"}}
+    - kubernetes.core.k8s:
+        definition:
+          {apiVersion: kataconfiguration.openshift.io/v1, kind: KataConfig,
+           metadata: {name: example-kataconfig}, spec: {checkNodeEligibility: true}}
+    - confidential.gpu.kata_config_wait:
+        name: example-kataconfig
+"""
+
+
+def run_playbook(cluster, tmp, playbook, what):
+    """ansible-playbook against the twin; the progress lines it printed."""
+    if "\n" in str(playbook):
+        file = Path(tmp) / f"{what}.yml"
+        file.write_text(playbook)
+        playbook = file
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / "build" / "collections"),
+               ANSIBLE_HOME=str(REPO / "build" / "ansible-home"), K8S_AUTH_KUBECONFIG=str(cluster.kubeconfig),
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           str(playbook)], env=env, capture_output=True, text=True, cwd=REPO, timeout=1800)
+    if proc.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+    return [line.strip() for line in proc.stdout.splitlines() if "nodes updated" in line and line.strip().startswith("[")]
+
+
+def whole_bring_up(tmp):
+    """The collection's whole sequence on a fresh twin: reboots per worker, seconds, progress lines."""
+    cluster = Cluster("bench-reboots-whole", Path(tmp) / "twin-whole")
+    cluster.up(PROFILE, log=lambda msg: None)
+    try:
+        kube = cluster.kube("admin")
+        names = workers(kube)
+        return measure(kube, names, lambda: run_playbook(cluster, tmp, BRINGUP, "bring-up"))
+    finally:
+        cluster.down()
+
+
 def measure(kube, names, action):
     before = boots(kube)
     started = time.monotonic()
@@ -84,8 +146,13 @@ def main():
                     wait_pool(kube, "worker", sources=[definition["metadata"]["name"]], timeout=300)
 
             manual, manual_s, _ = measure(kube, names, guide)
+            # The guides go on with NFD and OSC; the KataConfig's rollout is one more reboot per worker.
+            nfd_play = "- hosts: localhost\n  gather_facts: false\n  roles: [confidential.gpu.nfd]\n"
+            run_playbook(cluster, tmp, nfd_play, "nfd")
+            manual_osc, manual_osc_s, _ = measure(kube, names, lambda: run_playbook(cluster, tmp, MANUAL_OSC, "osc"))
         finally:
             cluster.down()
+        whole, whole_s, whole_progress = whole_bring_up(tmp)
 
     width = max(len(n) for n in names)
     print(f"reboots per node on profile {PROFILE!r} ({len(names)} TDX workers), same MachineConfigs: "
@@ -102,10 +169,31 @@ def main():
     print("  role progress lines:")
     for line in progress:
         print("    " + line)
+    manual_whole = {n: manual[n] + manual_osc[n] for n in names}
+    print()
+    print(f"reboots per node for the whole bring-up (host MachineConfigs and the KataConfig's rollout) on profile "
+          f"{PROFILE!r}")
+    print(f"  {'node':<{width}}  collection sequence  manual flow (guide's MachineConfigs, then KataConfig)")
+    for n in names:
+        print(f"  {n:<{width}}  {whole[n]:>19}  {manual_whole[n]:>11} ({manual[n]} + {manual_osc[n]})")
+    total_whole, total_manual_whole = sum(whole.values()), sum(manual_whole.values())
+    print(f"  {'total':<{width}}  {total_whole:>19}  {total_manual_whole:>11}   "
+          f"ratio {total_manual_whole / max(total_whole, 1):.1f}x")
+    print(f"  time on the twin: collection sequence {whole_s:.1f}s (nfd, tee_hosts, sandboxed_containers, "
+          f"gpu_operator, probes), manual {manual_s + manual_osc_s:.1f}s (rollouts only)")
+    print(f"  on real hosts at ~10 min per drain and reboot: collection ~{total_whole * 10} min, "
+          f"manual ~{total_manual_whole * 10} min of rollout")
+    print("  collection progress lines:")
+    for line in whole_progress:
+        print("    " + line)
+    failed = 0
     if any(v != 1 for v in role.values()):
         print(f"FAIL: the role must reboot every worker exactly once, got {role}")
-        return 1
-    return 0
+        failed = 1
+    if any(v != 1 for v in whole.values()):
+        print(f"FAIL: the whole bring-up must reboot every worker exactly once, got {whole}")
+        failed = 1
+    return failed
 
 
 if __name__ == "__main__":
