@@ -11,7 +11,7 @@ module: kbs_probe
 short_description: Check a Trustee KBS from the client's side, as a guest will reach it
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Connects to the KBS URL the workloads will use (normally the external route), verifies its TLS certificate
     against the given CA for the URL's host name, and starts the KBS protocol (C(POST /kbs/v0/auth)); a KBS
@@ -20,6 +20,8 @@ description:
     of a KBS that attests nothing (a certificate without the route host in its SANs, a self-signed leaf, an edge
     route presenting the router's certificate).
   - Changes nothing; sends no evidence.
+extends_documentation_fragment:
+  - confidential.gpu._attributes
 options:
   url:
     description: The KBS URL, for example C(https://kbs-trustee-operator-system.apps.cluster.example.com).
@@ -185,8 +187,8 @@ def main():
                              "{4}".format(host, address[0], address[1], exc.verify_message or exc,
                                           json.dumps(seen) if seen else "nothing readable"), presented=seen)
     except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
-        module.fail_json(msg="cannot reach the KBS at {0} ({1}:{2}): {3}".format(p["url"], address[0], address[1],
-                                                                                  exc))
+        reason = "cannot reach the KBS at {0} ({1}:{2}): {3}".format(p["url"], address[0], address[1], exc)
+        module.fail_json(msg=reason)
     finally:
         conn.close()
     try:

@@ -11,7 +11,7 @@ module: trustee_info
 short_description: Read (and optionally wait for) Trustee's state as the cluster shows it
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Reads the TrusteeConfig, its KbsConfig, the KBS Deployment C(trustee-deployment), the Service C(kbs-service)
     and the Route that exposes the KBS, and the KBS configuration (C(<name>-kbs-config)).

@@ -11,7 +11,7 @@ module: trustee_kbs_config
 short_description: Set the NVIDIA verifier in the KBS configuration the Trustee operator generated
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Edits C(kbs-config.toml) in the ConfigMap C(<trusteeconfig>-kbs-config) in place. Only the
     C([attestation_service.verifier_config.nvidia_verifier]) table is rewritten; every other line stays as the

@@ -59,8 +59,8 @@ def cpu_input(tee_type, toml=None, debug=False, send_initdata=True):
 
 
 def reference(profile, node, tee_type, extra=None):
-    values = {e["name"]: e["value"] for e in tee.reference_values(profile["openshift"]["version"], tee_type,
-                                                                   host_spec=node)}
+    entries = tee.reference_values(profile["openshift"]["version"], tee_type, host_spec=node)
+    values = {e["name"]: e["value"] for e in entries}
     values.update(extra or {})
     return values
 
@@ -96,7 +96,7 @@ def test_tdx_values_are_the_documented_ones(opa):
     assert status_of(nothing) == "contraindicated"
     without_xfam = {k: v for k, v in good.items() if k != "xfam"}
     assert vector(opa, DEFAULT_CPU, doc, without_xfam)["configuration"] == 36
-    _, _, debug_doc = cpu_input("tdx", initdata.render(URL), debug=True)
+    debug_doc = cpu_input("tdx", initdata.render(URL), debug=True)[2]
     assert vector(opa, DEFAULT_CPU, debug_doc, good)["configuration"] == 36
 
 
@@ -116,16 +116,15 @@ def test_initdata_pinning_in_the_role_policy(opa, tee_type):
     pinned_toml = initdata.render(URL)
     other_toml = initdata.render(URL, policy="allow-all")
     profile, node, pinned_doc = cpu_input(tee_type, pinned_toml)
-    ref = reference(profile, node, tee_type,
-                    {"init_data": [initdata.bindings(pinned_toml)["tdx_mrconfigid" if tee_type == "tdx" else
-                                                                  "snp_hostdata"]]})
+    binding = initdata.bindings(pinned_toml)["tdx_mrconfigid" if tee_type == "tdx" else "snp_hostdata"]
+    ref = reference(profile, node, tee_type, {"init_data": [binding]})
     policy = role_policy(True)
     allowed = vector(opa, policy, pinned_doc, ref)
     assert allowed["configuration"] == 2 and status_of(allowed) == "affirming"
-    _, _, other_doc = cpu_input(tee_type, other_toml)
+    other_doc = cpu_input(tee_type, other_toml)[2]
     assert vector(opa, policy, other_doc, ref)["configuration"] == 96
     # A VM without initdata (nothing bound, nothing sent) cannot slip through either.
-    _, _, bare_doc = cpu_input(tee_type, None)
+    bare_doc = cpu_input(tee_type, None)[2]
     assert "init_data" not in bare_doc
     assert vector(opa, policy, bare_doc, ref)["configuration"] == 96
     # Without the init_data reference value, pinning fails closed.

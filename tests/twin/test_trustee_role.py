@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from plugins.module_utils import initdata
-from tests.twin.trustee_helpers import wait_for
 from twin import dns, tee
 from twin.kbs.client import KbsClient, KbsClientError, token_claims
 from twin.kube import path
@@ -81,12 +80,14 @@ def _changed_tasks(run):
     return changed
 
 
-def _attest(url, ca, zone, node, profile, toml, resource=None):
-    client = KbsClient(url, ca, zone=zone)
-    vm = tee.launch(node, profile["openshift"]["version"], initdata_toml=toml)
-    claims = token_claims(client.attest(vm, initdata_toml=toml))
-    value = client.resource(resource) if resource else None
-    return claims, value, client
+class Attested:
+    """What a workload gets: the token's claims, the resource (when asked for), the client holding its session."""
+
+    def __init__(self, url, ca, zone, node, profile, toml, resource=None):
+        self.client = KbsClient(url, ca, zone=zone)
+        vm = tee.launch(node, profile["openshift"]["version"], initdata_toml=toml)
+        self.claims = token_claims(self.client.attest(vm, initdata_toml=toml))
+        self.value = self.client.resource(resource) if resource else None
 
 
 def test_role_on_one_cluster_idempotent_pinning_and_no_secret_in_output(twin, run_playbook, tmp_path):
@@ -111,9 +112,9 @@ def test_role_on_one_cluster_idempotent_pinning_and_no_secret_in_output(twin, ru
 
     zone = dns.entries(twin.kube)
     toml = initdata.render(out["url"], kbs_cert=out["ca"])
-    claims, value, _ = _attest(out["url"], out["ca"], zone, node, profile, toml, "default/kbsres1/key1")
-    assert {n: s["ear.status"] for n, s in claims["submods"].items()} == {"cpu0": "affirming", "gpu0": "affirming"}
-    assert value == secret_value.encode()
+    got = Attested(out["url"], out["ca"], zone, node, profile, toml, "default/kbsres1/key1")
+    assert {n: s["ear.status"] for n, s in got.claims["submods"].items()} == {"cpu0": "affirming", "gpu0": "affirming"}
+    assert got.value == secret_value.encode()
 
     # Pin the initdata pods run with: the same document still attests, any other is contraindicated.
     pinned = dict(role_vars, trustee_initdata_pinning=True, trustee_pinned_initdata=[toml])
@@ -122,15 +123,15 @@ def test_role_on_one_cluster_idempotent_pinning_and_no_secret_in_output(twin, ru
     assert "CPU attestation policy with initdata pinning" in _changed_tasks(second)
     cm = twin.kube.get(path("v1", "configmaps", "trustee-config-attestation-policy-cpu", NS))
     assert "initdata_allowed" in cm["data"]["default_cpu.rego"]
-    claims, value, _ = _attest(out["url"], out["ca"], zone, node, profile, toml, "default/kbsres1/key1")
-    assert claims["submods"]["cpu0"]["ear.trustworthiness-vector"]["configuration"] == 2
-    assert value == secret_value.encode()
+    got = Attested(out["url"], out["ca"], zone, node, profile, toml, "default/kbsres1/key1")
+    assert got.claims["submods"]["cpu0"]["ear.trustworthiness-vector"]["configuration"] == 2
+    assert got.value == secret_value.encode()
     other = initdata.render(out["url"], kbs_cert=out["ca"], policy="allow-all")
-    claims, _, client = _attest(out["url"], out["ca"], zone, node, profile, other)
-    assert claims["submods"]["cpu0"]["ear.trustworthiness-vector"]["configuration"] == 96
-    assert claims["submods"]["cpu0"]["ear.status"] == "contraindicated"
+    refused = Attested(out["url"], out["ca"], zone, node, profile, other)
+    assert refused.claims["submods"]["cpu0"]["ear.trustworthiness-vector"]["configuration"] == 96
+    assert refused.claims["submods"]["cpu0"]["ear.status"] == "contraindicated"
     with pytest.raises(KbsClientError) as denied:
-        client.resource("default/kbsres1/key1")
+        refused.client.resource("default/kbsres1/key1")
     assert denied.value.status == 403
 
     # Idempotence, under -vvv with the default callback: nothing changes and no secret is printed.
@@ -174,10 +175,9 @@ def test_role_on_a_separate_trusted_cluster(twin_factory, run_playbook, tmp_path
     # Pods of the workload cluster reach the trusted cluster's route once its zone is linked (DNS between clusters).
     dns.link(trusted.kube, workload.kube)
     toml = initdata.render(out["url"], kbs_cert=out["ca"])
-    claims, value, _ = _attest(out["url"], out["ca"], dns.entries(workload.kube), node, profile, toml,
-                               "default/kbsres1/key1")
-    assert claims["submods"]["cpu0"]["ear.status"] == "affirming"
-    assert value == secret_value.encode()
+    got = Attested(out["url"], out["ca"], dns.entries(workload.kube), node, profile, toml, "default/kbsres1/key1")
+    assert got.claims["submods"]["cpu0"]["ear.status"] == "affirming"
+    assert got.value == secret_value.encode()
     again = run_playbook(_playbook(role_vars), env=workload.env())
     _outputs(again)
     assert _changed_tasks(again) == []
@@ -196,7 +196,7 @@ def test_role_sets_the_nvidia_verifier_remote_on_an_operator_without_it(twin_fac
     cm = handle.kube.get(path("v1", "configmaps", "trustee-config-rvps-reference-values", NS))
     assert list(cm["data"]) == ["reference-values.json"]  # the 1.1 layout, kept by the reference_values module
     toml = initdata.render(out["url"], kbs_cert=out["ca"])
-    claims, value, _ = _attest(out["url"], out["ca"], dns.entries(handle.kube), node, profile, toml,
-                               "default/attestation-status/status")
-    assert claims["submods"]["gpu0"]["ear.status"] == "affirming"
-    assert value == b"success"
+    got = Attested(out["url"], out["ca"], dns.entries(handle.kube), node, profile, toml,
+                   "default/attestation-status/status")
+    assert got.claims["submods"]["gpu0"]["ear.status"] == "affirming"
+    assert got.value == b"success"
