@@ -21,7 +21,7 @@ def main(argv=None):
     kc = sub.add_parser("kubeconfig", help="print the admin kubeconfig's path (or its content with --raw)")
     kc.add_argument("--raw", action="store_true")
     sub.add_parser("profiles", help="list the shipped hardware profiles")
-    sub.add_parser("build", help="build the control-plane binaries now (normally done by 'up' on first use)")
+    sub.add_parser("build", help="build the control-plane binaries and OPA now (normally done on first use)")
     args = parser.parse_args(argv)
 
     if args.command == "profiles":
@@ -30,6 +30,7 @@ def main(argv=None):
         return 0
     if args.command == "build":
         print(build.ensure_binaries())
+        print(build.ensure_opa())  # the Trustee twin's Rego engine, so no KBS pod waits for a Go build
         return 0
     cluster = Cluster(args.name, args.state_dir)
     if args.command == "up":
