@@ -193,4 +193,4 @@ def pod(node, namespace, image, configmap_name, run_id, files=(), deadline=300):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -11,7 +11,7 @@ module: machine_config_pool_info
 short_description: Describe a MachineConfigPool, the nodes in it and the MachineConfigs it selects
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Reads one MachineConfigPool, every node and every MachineConfig, and says which nodes belong to the pool the
     way the Machine Config Operator decides it (a node matching master stays in master; a node matching one custom
@@ -83,8 +83,8 @@ target:
   type: str
 rollout:
   description:
-    - C(done), C(degraded), C(paused), C(line) (for example V(worker: 2/3 nodes updated, worker-1 rebooting)),
-      C(nodes) (phase per node), C(message) (why the pool is degraded).
+    - "C(done), C(degraded), C(paused), C(line) (for example V(worker: 2/3 nodes updated, worker-1 rebooting)),
+      C(nodes) (phase per node), C(message) (why the pool is degraded)."
   returned: always
   type: dict
 problems:
@@ -96,6 +96,7 @@ problems:
 
 from ansible_collections.confidential.gpu.plugins.module_utils import machine_config as mcfg
 from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule
+
 
 class MachineConfigPoolInfo(CgpuModule):
     def execute_module(self):

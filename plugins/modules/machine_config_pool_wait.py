@@ -11,12 +11,12 @@ module: machine_config_pool_wait
 short_description: Wait for MachineConfigPools to finish rolling out, printing progress as nodes reboot
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Watches the pools and their nodes until every node runs the pool's target rendered config, is Ready, and the
     pool reports C(Updated); fails at once when a pool turns C(Degraded), with each node's reason.
-  - Prints a line whenever the rollout moves, for example C(worker: 2/3 nodes updated, worker-1 rebooting), while
-    the task runs, and returns every line in RV(progress).
+  - "Prints a line whenever the rollout moves, for example C(worker: 2/3 nodes updated, worker-1 rebooting), while
+    the task runs, and returns every line in RV(progress)."
   - A drain that does not progress is explained by the PodDisruptionBudgets that allow no eviction of the node's pods.
   - Never changes anything.
 extends_documentation_fragment:

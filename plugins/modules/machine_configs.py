@@ -11,7 +11,7 @@ module: machine_configs
 short_description: Apply several MachineConfigs to a pool so that each node reboots once
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Creates or updates the given MachineConfigs. Every pool that selects one of them (C(worker) MachineConfigs
     reach custom pools such as C(kata-oc) too) is paused first, and unpaused only once its rendered config holds
@@ -251,7 +251,8 @@ class MachineConfigs(CgpuModule):
 
         def rendered(objects):
             waiting = []
-            for (_, name), pool in objects.items():
+            for key, pool in objects.items():
+                name = key[1]
                 if name not in wanted:
                     continue
                 configuration = (pool.get("spec") or {}).get("configuration") or {}
@@ -271,7 +272,7 @@ class MachineConfigs(CgpuModule):
                     waiting.append("{0}: {1} lacks our content".format(name, target))
                     continue
                 targets[name] = target
-            missing = wanted - {n for _, n in objects}
+            missing = wanted - {key[1] for key in objects}
             waiting += ["{0} absent".format(n) for n in sorted(missing)]
             return not waiting, "; ".join(waiting) or "rendered"
 

@@ -11,7 +11,7 @@ module: node_probe
 short_description: Read the TEE, IOMMU and GPU facts of OpenShift nodes from a short-lived pod on each
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Starts one privileged pod per node, bound to the node by name, with the host's C(/) mounted read-only at
     C(/host). The pod runs the collection's C(host_facts) code, the same code that reads a RHEL host over SSH,
@@ -52,7 +52,7 @@ options:
     default: registry.access.redhat.com/ubi9/python-312:latest
   files:
     description:
-      - Absolute paths on the host whose content is returned in RV(nodes.files) (up to 16 KiB each).
+      - Absolute paths on the host whose content is returned in the C(files) of RV(nodes) (up to 16 KiB each).
     type: list
     elements: str
     default: []
@@ -117,9 +117,9 @@ from ansible_collections.confidential.gpu.plugins.module_utils._k8s import (
 )
 
 try:
-    from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
+    from kubernetes.dynamic.exceptions import DynamicApiError
 except ImportError:  # reported by CgpuModule
-    DynamicApiError = NotFoundError = Exception
+    DynamicApiError = Exception
 
 NAMESPACE_LABELS = {
     "pod-security.kubernetes.io/enforce": "privileged",
@@ -203,7 +203,7 @@ class NodeProbe(CgpuModule):
             if missing:
                 raise CoreException("No such node: {0}".format(", ".join(missing)))
             return list(self.params["nodes"])
-        items, _ = self.list("v1", "Node", label_selector=self.params["node_selector"])
+        items = self.list("v1", "Node", label_selector=self.params["node_selector"])[0]
         return sorted(i["metadata"]["name"] for i in items)
 
     def _namespace(self, dyn, namespace):
@@ -226,14 +226,12 @@ class NodeProbe(CgpuModule):
         try:
             dyn.delete(resource, name=name, namespace=namespace, body={"gracePeriodSeconds": 0,
                                                                        "propagationPolicy": "Background"})
-        except NotFoundError:
-            return
         except DynamicApiError as exc:
             if getattr(exc, "status", None) == 404:
                 return
             raise CoreException("Failed to delete {0}: {1}".format(name, api_error_message(exc)))
         if wait:
-            self.watch_until("v1", resource.kind, lambda objs: (not objs, "{0} still there".format(name)), 60,
+            self.watch_until("v1", resource.kind, lambda found: (not found, "{0} still there".format(name)), 60,
                              "{0} to be deleted".format(name), namespace=namespace,
                              field_selector="metadata.name={0}".format(name))
 
