@@ -39,6 +39,11 @@ options:
     type: list
     elements: str
     default: []
+  absent_machine_configs:
+    description: MachineConfigs no pool's target may include any more (waiting for a removal to roll out).
+    type: list
+    elements: str
+    default: []
   since:
     description:
       - Internal, used by the action plugin to print progress; return as soon as the progress line differs from this one.
@@ -96,7 +101,7 @@ class PoolWait(CgpuModule):
         p = self.params
         deadline = time.monotonic() + p["timeout"]
         names = p["names"]
-        state = self._state(names, p["machine_configs"])
+        state = self._state(names, p["machine_configs"], p["absent_machine_configs"])
         if self._settled(state, p):
             self._finish(state)
         events = queue.Queue()
@@ -121,7 +126,7 @@ class PoolWait(CgpuModule):
                     item = events.get_nowait()
                     if isinstance(item, Exception):
                         raise item
-                state = self._state(names, p["machine_configs"])
+                state = self._state(names, p["machine_configs"], p["absent_machine_configs"])
                 if self._settled(state, p):
                     self._finish(state)
         finally:
@@ -149,7 +154,7 @@ class PoolWait(CgpuModule):
             if time.monotonic() >= deadline:
                 return
 
-    def _state(self, names, machine_configs):
+    def _state(self, names, machine_configs, absent=()):
         pools = self.list(mcfg.API_VERSION, "MachineConfigPool")[0]
         nodes = self.list("v1", "Node")[0]
         by_pool = {x["metadata"]["name"]: x for x in pools}
@@ -171,6 +176,10 @@ class PoolWait(CgpuModule):
             if wanted and rollout["done"]:
                 rollout["done"] = False
                 rollout["line"] += " (not rendered yet: {0})".format(", ".join(wanted))
+            lingering = [m for m in absent if m in sources]
+            if lingering and rollout["done"]:
+                rollout["done"] = False
+                rollout["line"] += " (still rendered: {0})".format(", ".join(lingering))
             out[name] = rollout
         return {"pools": out, "line": "; ".join(out[n]["line"] for n in names),
                 "done": all(r["done"] for r in out.values())}
@@ -211,6 +220,7 @@ def main():
         "names": {"type": "list", "elements": "str", "required": True},
         "timeout": {"type": "int", "default": 7200},
         "machine_configs": {"type": "list", "elements": "str", "default": []},
+        "absent_machine_configs": {"type": "list", "elements": "str", "default": []},
         "since": {"type": "str"},
         "return_on_change": {"type": "bool", "default": False},
         "timeout_total": {"type": "int"},
