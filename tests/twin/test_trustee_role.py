@@ -181,6 +181,13 @@ def test_role_on_a_separate_trusted_cluster(twin_factory, run_playbook, tmp_path
     again = run_playbook(_playbook(role_vars), env=workload.env())
     _outputs(again)
     assert _changed_tasks(again) == []
+    # Check mode on the configured clusters predicts no change and writes nothing to either.
+    with trusted.audit.window(user="admin") as trusted_window, workload.audit.window(user="admin") as workload_window:
+        check = run_playbook(_playbook(role_vars), env=workload.env(), check=True)
+    assert check.rc == 0 and _changed_tasks(check) == [], check.stdout[-3000:]
+    # kubernetes.core predicts changes with server-side dry runs; those persist nothing.
+    persisted = [w for w in trusted_window.writes + workload_window.writes if "dryRun=" not in w["requestURI"]]
+    assert persisted == [], [(w["verb"], w["requestURI"]) for w in persisted]
 
 
 def test_role_sets_the_nvidia_verifier_remote_on_an_operator_without_it(twin_factory, run_playbook, tmp_path):
@@ -190,6 +197,13 @@ def test_role_sets_the_nvidia_verifier_remote_on_an_operator_without_it(twin_fac
     sources, node = _reference_values_file(tmp_path, profile)
     role_vars = {"trustee_operator_version": "1.1.0", "trustee_reference_values_sources": [sources],
                  "trustee_tee": "tdx", "trustee_kbs_resolve": _resolve_for(handle)}
+    # Check mode on a cluster without the operator: it says so, and writes nothing.
+    with handle.audit.window(user="admin") as window:
+        check = run_playbook(_playbook(role_vars), env=handle.env(), check=True)
+    assert check.rc == 0, check.stdout[-3000:]
+    assert _result(check, "Stop here in check mode when the operator is not installed yet (its CRDs do not exist)")[
+        "msg"].startswith("Check mode: trustee-operator would be installed first")
+    assert [w for w in window.writes if "dryRun=" not in w["requestURI"]] == []
     run = run_playbook(_playbook(role_vars), env=handle.env())
     out = _outputs(run)
     assert _result(run, "Verify GPU evidence with NVIDIA NRAS")["changed"] is True
