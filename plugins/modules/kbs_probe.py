@@ -76,7 +76,9 @@ tls:
   returned: success
   type: dict
 auth:
-  description: C(status) (HTTP), C(challenge) (true when a nonce came back), C(cookie) (true when C(kbs-session-id) was set).
+  description:
+    - C(status) (HTTP), C(protocol_version) (the KBS protocol version it accepted), C(challenge) (true when a nonce
+      came back), C(cookie) (true when C(kbs-session-id) was set).
   returned: success
   type: dict
 address:
@@ -100,6 +102,8 @@ except ImportError:  # only the error message's details need it
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.confidential.gpu.plugins.module_utils.trustee import parse_resolve
+
+PROTOCOL_VERSIONS = ("0.4.0", "0.3.0", "0.2.0", "0.1.1", "0.1.0")
 
 
 class _Connection(http.client.HTTPSConnection):
@@ -149,6 +153,30 @@ def _presented(host, address, timeout):
             "self_signed": cert.issuer == cert.subject}
 
 
+def _auth(module, host, port, address, context, version):
+    """(tls, HTTP status, body, Set-Cookie values) of one KBS Request; fails the module on TLS or network errors."""
+    conn = _Connection(host, port, address, timeout=module.params["timeout"], context=context)
+    body = json.dumps({"version": version, "tee": module.params["tee"], "extra-params": ""})
+    try:
+        conn.request("POST", "/kbs/v0/auth", body=body, headers={"Content-Type": "application/json"})
+        cert = conn.sock.getpeercert()
+        tls = {"verified": True, "version": conn.sock.version(), "cipher": conn.sock.cipher()[0]}
+        tls.update(_names(cert))
+        resp = conn.getresponse()
+        return tls, resp.status, resp.read(), resp.headers.get_all("Set-Cookie") or []
+    except ssl.SSLCertVerificationError as exc:
+        seen = _presented(host, address, module.params["timeout"])
+        module.fail_json(msg="TLS to {0} ({1}:{2}) does not verify against the given CA: {3}. The server presented: "
+                             "{4}".format(host, address[0], address[1], exc.verify_message or exc,
+                                          json.dumps(seen) if seen else "nothing readable"), presented=seen)
+    except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+        reason = "cannot reach the KBS at {0} ({1}:{2}): {3}".format(module.params["url"], address[0], address[1], exc)
+        module.fail_json(msg=reason)
+    finally:
+        conn.close()
+    return None  # not reached: fail_json exits
+
+
 def main():
     module = AnsibleModule(argument_spec=dict(
         url=dict(type="str", required=True),
@@ -171,36 +199,22 @@ def main():
         context = ssl.create_default_context(cadata=p["ca_cert"])
     except (ssl.SSLError, ValueError) as exc:
         module.fail_json(msg="ca_cert: not a PEM certificate ({0})".format(exc))
-    conn = _Connection(host, port, address, timeout=p["timeout"], context=context)
-    body = json.dumps({"version": "0.4.0", "tee": p["tee"], "extra-params": ""})
-    try:
-        conn.request("POST", "/kbs/v0/auth", body=body, headers={"Content-Type": "application/json"})
-        cert = conn.sock.getpeercert()
-        tls = {"verified": True, "version": conn.sock.version(), "cipher": conn.sock.cipher()[0]}
-        tls.update(_names(cert))
-        resp = conn.getresponse()
-        raw = resp.read()
-        cookies = resp.headers.get_all("Set-Cookie") or []
-    except ssl.SSLCertVerificationError as exc:
-        seen = _presented(host, address, p["timeout"])
-        module.fail_json(msg="TLS to {0} ({1}:{2}) does not verify against the given CA: {3}. The server presented: "
-                             "{4}".format(host, address[0], address[1], exc.verify_message or exc,
-                                          json.dumps(seen) if seen else "nothing readable"), presented=seen)
-    except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
-        reason = "cannot reach the KBS at {0} ({1}:{2}): {3}".format(p["url"], address[0], address[1], exc)
-        module.fail_json(msg=reason)
-    finally:
-        conn.close()
+    # Newest protocol first: KBS releases refuse versions they do not know, older guests send older ones.
+    for version in PROTOCOL_VERSIONS:
+        tls, status, raw, cookies = _auth(module, host, port, address, context, version)
+        if status == 401 and b"version" in raw.lower() and version != PROTOCOL_VERSIONS[-1]:
+            continue
+        break
     try:
         challenge = json.loads(raw)
     except ValueError:
         challenge = None
-    auth = {"status": resp.status,
+    auth = {"status": status, "protocol_version": version,
             "challenge": isinstance(challenge, dict) and bool(challenge.get("nonce")),
             "cookie": any(c.split("=", 1)[0].strip() == "kbs-session-id" for c in cookies)}
-    if resp.status != 200 or not auth["challenge"] or not auth["cookie"]:
+    if status != 200 or not auth["challenge"] or not auth["cookie"]:
         module.fail_json(msg="the server at {0} does not answer /kbs/v0/auth as a KBS does (HTTP {1}, challenge {2}, "
-                             "cookie {3}): {4}".format(p["url"], resp.status, auth["challenge"], auth["cookie"],
+                             "cookie {3}): {4}".format(p["url"], status, auth["challenge"], auth["cookie"],
                                                        raw[:300].decode("utf-8", "replace")), tls=tls, auth=auth)
     module.exit_json(changed=False, tls=tls, auth=auth, address="{0}:{1}".format(*address))
 

@@ -108,7 +108,7 @@ def test_role_on_one_cluster_idempotent_pinning_and_no_secret_in_output(twin, ru
     assert {e["service"] for e in out["egress"]} >= {"NVIDIA NRAS", "Intel PCS", "AMD KDS"}
     probe = _result(first, "Check the KBS from the client's side (route, TLS against our CA, /kbs/v0/auth)")
     assert probe["tls"]["verified"] and f"DNS:{host}" in probe["tls"]["sans"]
-    assert probe["auth"] == {"status": 200, "challenge": True, "cookie": True}
+    assert probe["auth"] == {"status": 200, "challenge": True, "cookie": True, "protocol_version": "0.4.0"}
 
     zone = dns.entries(twin.kube)
     toml = initdata.render(out["url"], kbs_cert=out["ca"])

@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from ansible_collections.confidential.gpu.plugins.module_utils import ear
 from plugins.module_utils import initdata
 from tests.twin.trustee_helpers import (
     API,
@@ -216,6 +217,11 @@ def test_attestation_exchange_affirms_and_releases_the_secret(trustee, node):
     assert evidence["init_data"] == initdata.bindings(toml)["tdx_mrconfigid"]
     assert evidence["init_data_claims"]["aa.toml"]["token_configs"]["kbs"]["url"] == url
     assert cpu0["ear.trustworthiness-vector"]["hardware"] == 2
+    # The collection's own EAR reader agrees: signed by our token certificate, init_data and KBS URL as expected.
+    verdict = ear.inspect(token, key=trustee["pki"].token_cert.decode(),
+                          expected_init_data=initdata.bindings(toml)["tdx_mrconfigid"], expected_kbs_url=url,
+                          require_gpu=True)
+    assert verdict["ok"], verdict["problems"]
     assert client.resource("default/kbsres1/key1") == b"the-workload-secret"
     assert client.resource("default/attestation-status/status") == b"success"
     with pytest.raises(KbsClientError) as missing:
