@@ -55,6 +55,9 @@ options:
   timeout_total:
     description: Internal, the O(timeout) the action plugin started with, for messages.
     type: int
+  progress_file:
+    description: Internal, a pipe the action plugin reads progress lines from while the module runs.
+    type: str
 requirements:
   - python >= 3.9
   - kubernetes >= 24.2.0
@@ -99,9 +102,36 @@ from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuM
 class PoolWait(CgpuModule):
     def execute_module(self):
         p = self.params
+        self._started = time.monotonic()
+        self._progress = []
+        self._line = ""
+        self._stream = None
+        try:
+            if p["progress_file"]:
+                # The action plugin reads this pipe and prints each line while the module runs.
+                self._stream = open(p["progress_file"], "w", buffering=1)  # pylint: disable=consider-using-with
+            self._wait(p)
+        except CoreException as exc:
+            self.fail_json(msg=str(exc), progress=self._progress, line=self._line)
+        finally:
+            if self._stream is not None:
+                self._stream.close()
+
+    def _note(self, state):
+        line = state["line"]
+        if line == self._line:
+            return
+        self._line = line
+        entry = "{0:>5}s {1}".format(int(time.monotonic() - self._started), line)
+        self._progress.append(entry)
+        if self._stream is not None:
+            self._stream.write(entry + "\n")
+
+    def _wait(self, p):
         deadline = time.monotonic() + p["timeout"]
         names = p["names"]
         state = self._state(names, p["machine_configs"], p["absent_machine_configs"])
+        self._note(state)
         if self._settled(state, p):
             self._finish(state)
         events = queue.Queue()
@@ -127,6 +157,7 @@ class PoolWait(CgpuModule):
                     if isinstance(item, Exception):
                         raise item
                 state = self._state(names, p["machine_configs"], p["absent_machine_configs"])
+                self._note(state)
                 if self._settled(state, p):
                     self._finish(state)
         finally:
@@ -211,7 +242,7 @@ class PoolWait(CgpuModule):
         return p["return_on_change"] and state["line"] != (p["since"] or "")
 
     def _finish(self, state):
-        self.exit_json(changed=False, done=state["done"], line=state["line"], progress=[state["line"]],
+        self.exit_json(changed=False, done=state["done"], line=state["line"], progress=self._progress,
                        pools=state["pools"])
 
 
@@ -224,6 +255,7 @@ def main():
         "since": {"type": "str"},
         "return_on_change": {"type": "bool", "default": False},
         "timeout_total": {"type": "int"},
+        "progress_file": {"type": "str"},
     }, supports_check_mode=True).run()
 
 

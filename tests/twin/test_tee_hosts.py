@@ -75,11 +75,9 @@ def test_tdx_hosts_get_one_reboot_each_then_rerun_changes_nothing(twin, run_play
         assert ours["99-worker-cgpu-iommu"]["spec"]["kernelArguments"] == ["intel_iommu=on"]
         p = pool(kube, "worker")
         assert p["spec"]["paused"] is False and "confidential.gpu/paused" not in (p["metadata"].get("annotations") or {})
-        # progress lines were printed while the nodes rebooted, and kept in the result
         rollout = task(run, "Watch the nodes")
         assert rollout["done"] and rollout["line"] == "worker: 3/3 nodes updated"
-        assert any("rebooting" in line for line in rollout["progress"]), rollout["progress"]
-        assert "worker: 3/3 nodes updated" in run.stdout
+        assert rollout["progress"][-1].endswith("s worker: 3/3 nodes updated")
         report = task(run, "Check every host")["ansible_facts"]["tee_hosts_report"]
         assert all(r["ok"] for r in report.values()), report
         assert "TDX module initialized" in {c["check"] for c in report["worker-0"]["checks"]}
@@ -99,6 +97,36 @@ def test_tdx_hosts_get_one_reboot_each_then_rerun_changes_nothing(twin, run_play
         assert check.rc == 0 and task(check, "Write the host MachineConfigs")["changed"] is False
     finally:
         undo(kube)
+
+
+@pytest.fixture(scope="module")
+def slow_twin(tmp_path_factory):
+    """The default hardware with 6-second reboots: slower than the playbook's own steps on a small
+    machine, so the progress lines of a rollout can be seen (the shared twin reboots in 2 s)."""
+    from tests.conftest import TwinHandle
+    from twin.cluster import Cluster
+    from twin.profile import load
+
+    spec = load("default")
+    spec["name"] = "default-slow-reboots"
+    spec["timings"]["reboot"] = 6.0
+    cluster = Cluster("test-slow-reboots", tmp_path_factory.mktemp("twin-slow-reboots"))
+    cluster.up(spec, log=lambda msg: None)
+    yield TwinHandle(cluster, "default-slow-reboots")
+    cluster.down()
+
+
+def test_progress_lines_are_printed_while_nodes_drain_and_reboot(slow_twin, run_playbook):
+    run = run_playbook(PLAY, env=slow_twin.env(), callback="ansible.builtin.default")
+    assert run.rc == 0, run.stdout[-4000:]
+    out = run.stdout[run.stdout.index("Watch the nodes"):]
+    printed = [line.strip() for line in out.splitlines() if line.strip().startswith("[localhost]")]
+    assert len(printed) >= 3, out[:2000]
+    assert any("rebooting" in line for line in printed), printed
+    assert printed[-1].endswith("s worker: 3/3 nodes updated")
+    assert out.index(printed[0]) < out.index("ok: [localhost]"), "lines are printed under the waiting task"
+    counts = [int(line.split("nodes updated")[0].split(": ")[-1].split("/")[0]) for line in printed]
+    assert counts == sorted(counts), "updated counts only grow"
 
 
 def test_manual_guide_configs_are_not_duplicated(twin, run_playbook):
