@@ -282,3 +282,23 @@ def test_wrong_reference_value_names_the_group_and_denies_the_secret(trustee, no
     with pytest.raises(KbsClientError) as denied:
         client.resource("default/kbsres1/key1")
     assert denied.value.status == 403 and denied.value.kind == "PolicyDeny"
+
+
+def test_permissive_and_unknown_profiles(twin, namespace, twin_crds):
+    """Permissive: plain HTTP, permissive resource policy, RUST_LOG=debug; an unknown profile falls back to it."""
+    kube = twin.kube
+    ensure_trustee_crds(kube, twin_crds)
+    body = trustee_config("trustee-config", namespace, profile="Permissive")
+    body["spec"]["profileType"] = "Relaxed"  # not a profile: the operator uses Permissive
+    kube.create(path(API, "trusteeconfigs", namespace=namespace), body)
+    wait_for(kube, path(API, "trusteeconfigs", namespace=namespace), "trustee-config", _ready, timeout=90,
+             what="TrusteeConfig ready")
+    toml = _configmap(kube, namespace, "trustee-config-kbs-config")["data"]["kbs-config.toml"]
+    assert "insecure_http = true" in toml and "insecure_header_jwk = true" in toml and "tls_profile" not in toml
+    policy = _configmap(kube, namespace, "trustee-config-resource-policy")["data"]["resource-policy.rego"]
+    assert 'data.plugin == "resource"' in policy
+    kbs = kube.get(path(API, "kbsconfigs", "trustee-config-kbs-config", namespace))
+    assert kbs["spec"]["KbsEnvVars"] == {"RUST_LOG": "debug"}
+    assert "kbsHttpsKeySecretName" not in kbs["spec"]
+    dep = kube.get(path("apps/v1", "deployments", "trustee-deployment", namespace))
+    assert {"name": "RUST_LOG", "value": "debug"} in dep["spec"]["template"]["spec"]["containers"][0]["env"]

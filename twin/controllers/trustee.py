@@ -211,6 +211,8 @@ class TrusteeConfigController(Controller):
             "kbsRvpsRefValuesConfigMapName": names["rvps"],
             "KbsDeploymentSpec": {"replicas": 1},
         }
+        if profile == "Permissive":
+            kbs_spec["KbsEnvVars"] = {"RUST_LOG": "debug"}
         https = (spec.get("httpsSpec") or {}).get("tlsSecretName")
         if https:
             problem = self._split(namespace, https, ((f"{name}-https-key-secret", "privateKey"),
@@ -272,7 +274,7 @@ def merge_kbs_spec(generated, current):
             resources.append(secret)
     merged["kbsSecretResources"] = resources
     if current.get("KbsEnvVars"):
-        merged["KbsEnvVars"] = copy.deepcopy(current["KbsEnvVars"])
+        merged["KbsEnvVars"] = dict(generated.get("KbsEnvVars") or {}, **current["KbsEnvVars"])
     replicas = (current.get("KbsDeploymentSpec") or {}).get("replicas")
     if replicas is not None:
         merged["KbsDeploymentSpec"] = {"replicas": replicas}
