@@ -22,8 +22,11 @@ class ActionModule(K8sActionModule):
     def _execute_module(self, module_name=None, module_args=None, task_vars=None, **kwargs):
         args = dict(module_args if module_args is not None else self._task.args)
         host = (task_vars or {}).get("inventory_hostname", "")
-        run = lambda call: super(ActionModule, self)._execute_module(  # noqa: E731
-            module_name=module_name, module_args=call, task_vars=task_vars, **kwargs)
+
+        def run(call):
+            return super(ActionModule, self)._execute_module(module_name=module_name, module_args=call,
+                                                             task_vars=task_vars, **kwargs)
+
         if self._connection.transport == "local" and hasattr(os, "mkfifo"):
             return self._streamed(args, host, run)
         return self._per_change(args, host, run)

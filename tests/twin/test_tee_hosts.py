@@ -14,7 +14,7 @@ from tests.twin.mco_helpers import (
 
 pytestmark = [pytest.mark.twin, pytest.mark.slow]
 WORKERS = ["worker-0", "worker-1", "worker-2"]
-OURS = ["99-worker-cgpu-tdx", "99-worker-cgpu-iommu"]
+OURS = ("99-worker-cgpu-tdx", "99-worker-cgpu-iommu")
 
 PLAY = """
 - hosts: localhost
