@@ -209,7 +209,13 @@ removed:
 import re
 import time
 
-from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule, CoreException
+from ansible_collections.confidential.gpu.plugins.module_utils._k8s import (
+    ApiException,
+    CgpuModule,
+    CoreException,
+    DynamicApiError,
+    api_error_message,
+)
 from ansible_collections.confidential.gpu.plugins.module_utils import olm_state
 from ansible_collections.confidential.gpu.plugins.module_utils.olm_state import OlmError
 
@@ -339,6 +345,7 @@ class OlmOperator(CgpuModule):
                 self.warn("approval is Automatic: OLM installed {0}, not the pinned {1}".format(installed, target["csv"]))
             self.exit_json(**self.result(**self.finish(base, sub, csv)))
 
+        csv = None
         while True:
             status = (sub or {}).get("status") or {}
             installed = status.get("installedCSV")
@@ -361,10 +368,14 @@ class OlmOperator(CgpuModule):
                 self.approve(plan)
                 base["approved_install_plans"].append(plan["metadata"]["name"])
             step = [c for c in verdict["csvs"] if c in allowed][0]
-            self.wait_csv(step)
+            csv = self.wait_csv(step)
+            if step == target["csv"]:
+                break
             sub = self.wait_subscription(lambda s: (s.get("status") or {}).get("installedCSV") == step,
                                          "installedCSV {0}".format(step))
-        csv = self.wait_csv(target["csv"])
+            csv = None
+        if csv is None:
+            csv = self.wait_csv(target["csv"])
         # OLM offers the next version right after an install; read the Subscription once more to report it.
         sub = self.get(OLM, "Subscription", self.sub_name, self.namespace) or sub
         self.exit_json(**self.result(**self.finish(base, sub, csv)))
@@ -413,8 +424,12 @@ class OlmOperator(CgpuModule):
 
     def approve(self, plan):
         name = plan["metadata"]["name"]
-        self.ensure({"apiVersion": OLM, "kind": "InstallPlan", "metadata": {"name": name, "namespace": self.namespace},
-                     "spec": {"approved": True}})
+        # One merge patch: the plan was just read and judged, so no second read and no strategic-merge attempt.
+        try:
+            self.client.patch(self.resource(OLM, "InstallPlan", fail=True), {"spec": {"approved": True}}, name=name,
+                              namespace=self.namespace, content_type="application/merge-patch+json")
+        except (ApiException, DynamicApiError) as exc:
+            raise OlmError("Approving InstallPlan {0}/{1} failed: {2}".format(self.namespace, name, api_error_message(exc)))
         self.record("InstallPlan {0}/{1}".format(self.namespace, name),
                     {"spec": {"approved": False}}, {"spec": {"approved": True}})
 
