@@ -14,7 +14,8 @@ author:
   - confidential.gpu team (@confidential-gpu)
 description:
   - Watches the pools and their nodes until every node runs the pool's target rendered config, is Ready, and the
-    pool reports C(Updated); fails at once when a pool turns C(Degraded), with each node's reason.
+    pool reports C(Updated); fails at once when a pool turns C(Degraded), with each node's reason, or when a pool
+    that has nodes to update is paused.
   - "Prints a line whenever the rollout moves, for example C(worker: 2/3 nodes updated, worker-1 rebooting), while
     the task runs, and returns every line in RV(progress)."
   - A drain that does not progress is explained by the PodDisruptionBudgets that allow no eviction of the node's pods.
@@ -239,6 +240,11 @@ class PoolWait(CgpuModule):
                 ", ".join(sorted(degraded)), "; ".join(r["message"] for r in degraded.values()), state["line"]))
         if state["done"]:
             return True
+        paused = sorted(n for n, r in state["pools"].items() if r.get("paused") and not r.get("done"))
+        if paused:
+            raise CoreException("MachineConfigPool {0} is paused, so its nodes will not update until it is unpaused "
+                                "(oc patch mcp {1} --type merge -p '{{\"spec\":{{\"paused\":false}}}}'): {2}".format(
+                                    ", ".join(paused), paused[0], state["line"]))
         return p["return_on_change"] and state["line"] != (p["since"] or "")
 
     def _finish(self, state):

@@ -271,3 +271,27 @@ def test_created_pool_with_a_drain_blocked_by_a_pdb_times_out_naming_it(twin, ru
         kube.delete(path(MC_API, "machineconfigpools", "t-tee"))
         for name in names:
             delete(kube, name)
+
+
+def test_pool_paused_by_someone_else_stays_paused_and_nothing_reboots(twin, run_playbook):
+    from tests.twin.mco_helpers import set_paused
+
+    kube = twin.kube
+    before = boots(kube)
+    set_paused(kube, "worker", True)
+    try:
+        run = role(run_playbook, twin)
+        assert run.rc == 0, run.stdout[-3000:]
+        applied = task(run, "Write the host MachineConfigs")
+        assert applied["changed"] and applied["paused_by_others"] == ["worker"]
+        assert "paused by someone else" in task(run, "Warn that a pool paused")["msg"]
+        assert task(run, "Watch the nodes")["skipped"] and task(run, "Check every host")["skipped"]
+        p = wait(kube, "machineconfigpools", lambda o: set(OURS) <= {
+            s["name"] for s in o["worker"]["spec"]["configuration"]["source"]}, what="render while paused")["worker"]
+        assert p["spec"]["paused"] is True and boots(kube) == before
+        for name in OURS:
+            delete(kube, name)
+    finally:
+        set_paused(kube, "worker", False)
+    wait_pool(kube, "worker", absent=OURS)
+    assert boots(kube) == before, "the paused pool never moved its nodes to the config that was removed again"
