@@ -531,8 +531,10 @@ class GpuNodeAgent(Controller):
         current = labels.get(CC_MODE_STATE)
         gpus_at = all(g.get("cc_mode", "off") == mode for g in host.gpus)
         if state == mode and gpus_at:
-            # Already there (or nothing to do): publish the state without a reset.
+            # Already there (or nothing to do): publish the state without a reset. A switch given up
+            # half-way (the label changed back) still owes its evicted operands their labels.
             self.switching.pop(name, None)
+            self._pause(node, False)
             self._publish(node, state, pod, None)
             return None
         if state == "failed" and current == "failed" and name not in self.switching:

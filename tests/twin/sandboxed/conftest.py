@@ -123,8 +123,7 @@ def wait_for(kube, p, predicate, timeout=60, what="", **params):
             return seen
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AssertionError(f"timed out waiting for {what or p}; last seen: "
-                                 f"{ {k: (v.get('status') or {}) for k, v in list(seen.items())[:6]} }")
+            raise AssertionError(f"timed out waiting for {what or p}; last seen: {_brief(seen)}")
         try:
             for kind, obj in kube.watch(p, listing["metadata"]["resourceVersion"],
                                         timeout_seconds=max(1, int(remaining)), **params):
@@ -142,6 +141,21 @@ def wait_for(kube, p, predicate, timeout=60, what="", **params):
                     break
         except ApiError:
             pass
+
+
+def _brief(seen):
+    """What a timeout message shows of each object: the labels and status fields these tests look at."""
+    out = {}
+    for name, obj in list(seen.items())[:8]:
+        labels = {k: v for k, v in (obj["metadata"].get("labels") or {}).items()
+                  if k.startswith(("nvidia.com/cc.", "nvidia.com/gpu.deploy.vfio", "nvidia.com/gpu.present"))}
+        status = obj.get("status") or {}
+        brief = {k: status[k] for k in ("state", "phase", "kataNodes", "runtimeClasses") if k in status}
+        for cond in status.get("conditions") or []:
+            if cond.get("type") in ("InProgress", "Ready", "PodScheduled") and obj.get("kind") != "Node":
+                brief[cond["type"]] = [cond.get("status"), cond.get("reason"), cond.get("message")]
+        out[name] = {"labels": labels, **brief} if labels else brief
+    return out
 
 
 def cluster_policy(name="gpu-cluster-policy", default_mode="on", alias=True):

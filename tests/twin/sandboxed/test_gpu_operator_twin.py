@@ -118,7 +118,9 @@ def test_faults_stuck_failed_and_hanging_switch(policy):
         policy.set_faults([])
         _set_mode(kube, "worker-0", None)
         _set_mode(kube, "worker-1", None)
-        wait_for(kube, NODES, lambda items: all(_state(items, n) == ("on", "true") for n in WORKERS), timeout=30)
+        # the switch given up on worker-0 gives back the operands it evicted
+        wait_for(kube, NODES, lambda items: all(_state(items, n) == ("on", "true") and _labels(items[n]).get(
+            "nvidia.com/gpu.deploy.vfio-manager") == "true" for n in WORKERS), timeout=30)
 
 
 @pytest.mark.twin
