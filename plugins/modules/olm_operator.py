@@ -11,7 +11,7 @@ module: olm_operator
 short_description: Install, pin, upgrade or remove an operator through OLM, approving only what was asked for
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Installs an operator from an OLM catalog into its own namespace with its own OperatorGroup, pinned to one
     version (C(startingCSV)) with C(Manual) InstallPlan approval by default.
@@ -22,7 +22,7 @@ description:
     also install or upgrade another operator is refused, and the error names the extra CSVs.
   - It waits by watching the Subscription and the ClusterServiceVersion (no polling) until the CSV has
     succeeded, or fails at the deadline with what it saw last.
-  - Upgrading is changing O(version): the module approves the InstallPlans up to that version and no further.
+  - Upgrading is changing O(version); the module approves the InstallPlans up to that version and no further.
   - With O(state=absent) it deletes the Subscription, then the operator's CSVs, then its OperatorGroup (kept
     while other Subscriptions remain in the namespace). It does not delete operands (custom resources the
     operator manages) or the namespace; delete operands first, while the operator still runs to clean up after
@@ -157,7 +157,7 @@ installed_csv:
   type: str
   sample: gpu-operator-certified.v26.3.1
 version:
-  description: Version of O(installed_csv).
+  description: Version of RV(installed_csv).
   returned: always
   type: str
   sample: 26.3.1

@@ -11,20 +11,21 @@ module: preflight_facts
 short_description: Read-only checks of whether an OpenShift cluster can run confidential GPUs, each a verdict with its fix
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Reads the cluster (ClusterVersion, Infrastructure, nodes, NFD's NodeFeature objects, catalog sources, package
     manifests, OperatorGroups, PodDisruptionBudgets) and returns one verdict per check - C(pass), C(warn) or
     C(fail) - with a one-line summary, details and the fix.
   - Checks - OpenShift 4.21.9 or later; bare metal; one TEE type among the target nodes (and no TEE label a CPU
     vendor cannot have); GPUs CC-capable and tested (H100, RTX PRO 6000 Blackwell) or only listed upstream (warn);
-    at least one target node with TEE and GPU; host firmware, from host facts when given (O(host_facts)); drain capacity (SNO, a single worker, PodDisruptionBudgets that would
-    block drains); foreign OperatorGroups in the operators' namespaces; catalog sources ready and serving the
-    packages; the egress Trustee needs (NRAS, Intel PCS, AMD KDS), as declared in O(egress).
+    at least one target node with TEE and GPU; host firmware, from host facts when given (O(host_facts)); drain
+    capacity (SNO, a single worker, PodDisruptionBudgets that would block drains); foreign OperatorGroups in the
+    operators' namespaces; catalog sources ready and serving the packages; the egress Trustee needs (NRAS, Intel
+    PCS, AMD KDS), as declared in O(egress).
   - Hardware facts come from Node Feature Discovery (labels, and NodeFeature objects for the GPU models). Before NFD
     has labelled the nodes those checks are C(warn), saying so, with the fix of running the C(confidential.gpu.nfd)
     role. A TEE that the CPU has but the kernel has not enabled yet (TDX before C(kvm_intel.tdx=1)) is a C(warn)
-    too: the API cannot tell it from a missing one.
+    too, as the API cannot tell it from a missing one.
   - Never changes anything (only GET, LIST and discovery requests).
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
@@ -112,12 +113,31 @@ verdicts:
   type: list
   elements: dict
   contains:
-    name: {description: Identifier of the check, for example C(tee_type)., type: str, returned: always}
-    title: {description: Human title., type: str, returned: always}
-    status: {description: C(pass), C(warn) or C(fail)., type: str, returned: always}
-    summary: {description: One line saying what was found., type: str, returned: always}
-    details: {description: Per node or per object findings., type: list, elements: str, returned: always}
-    fix: {description: What to do; empty on C(pass)., type: str, returned: always}
+    name:
+      description: Identifier of the check, for example C(tee_type).
+      type: str
+      returned: always
+    title:
+      description: Human title.
+      type: str
+      returned: always
+    status:
+      description: C(pass), C(warn) or C(fail).
+      type: str
+      returned: always
+    summary:
+      description: One line saying what was found.
+      type: str
+      returned: always
+    details:
+      description: Per node or per object findings.
+      type: list
+      elements: str
+      returned: always
+    fix:
+      description: What to do; empty on C(pass).
+      type: str
+      returned: always
 cluster:
   description: Version, platform, topology and cluster ID.
   returned: always

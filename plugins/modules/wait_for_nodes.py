@@ -11,7 +11,7 @@ module: wait_for_nodes
 short_description: Wait by watching until nodes carry the labels NFD should give them, and check the TEE labels make sense
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Watches the nodes (one list, then the API's watch; no polling) until every node that O(label_selector) selects
     carries O(labels), and at least O(min_nodes) are selected.
@@ -82,15 +82,44 @@ nodes:
   type: list
   elements: dict
   contains:
-    name: {description: Node name., type: str, returned: always}
-    roles: {description: Roles from C(node-role.kubernetes.io/*) labels., type: list, elements: str, returned: always}
-    vendor: {description: NFD's CPU vendor (C(Intel), C(AMD)) or null before NFD ran., type: str, returned: always}
-    tee: {description: TEE types the labels claim (C(tdx), C(snp), C(se))., type: list, elements: str, returned: always}
-    tee_labels: {description: The TEE labels found., type: dict, returned: always}
-    gpu: {description: Whether C(feature.node.kubernetes.io/pci-10de.present) is true., type: bool, returned: always}
-    hypervisor: {description: Whether NFD saw a hypervisor (the node is a VM)., type: bool, returned: always}
-    kata: {description: Whether C(feature.node.kubernetes.io/runtime.kata) is true., type: bool, returned: always}
-    tee_resources: {description: TEE extended resources in the node's capacity., type: dict, returned: always}
+    name:
+      description: Node name.
+      type: str
+      returned: always
+    roles:
+      description: Roles from C(node-role.kubernetes.io/*) labels.
+      type: list
+      elements: str
+      returned: always
+    vendor:
+      description: NFD's CPU vendor (C(Intel), C(AMD)) or null before NFD ran.
+      type: str
+      returned: always
+    tee:
+      description: TEE types the labels claim (C(tdx), C(snp), C(se)).
+      type: list
+      elements: str
+      returned: always
+    tee_labels:
+      description: The TEE labels found.
+      type: dict
+      returned: always
+    gpu:
+      description: Whether C(feature.node.kubernetes.io/pci-10de.present) is true.
+      type: bool
+      returned: always
+    hypervisor:
+      description: Whether NFD saw a hypervisor (the node is a VM).
+      type: bool
+      returned: always
+    kata:
+      description: Whether C(feature.node.kubernetes.io/runtime.kata) is true.
+      type: bool
+      returned: always
+    tee_resources:
+      description: TEE extended resources in the node's capacity.
+      type: dict
+      returned: always
 tee_types:
   description: TEE types among the selected nodes.
   returned: always
