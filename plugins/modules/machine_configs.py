@@ -187,7 +187,7 @@ class MachineConfigs(CgpuModule):
         if self.check_mode:
             for entry in plan["machine_configs"]:
                 if entry["action"] in ("create", "update"):
-                    diffs.append(self.ensure(entry["definition"]).get("diff"))
+                    diffs.append(self._apply(entry))
             self._exit(result, diffs)
         paused = []
         try:
@@ -195,7 +195,7 @@ class MachineConfigs(CgpuModule):
                 paused = self._pause([by_pool[n] for n in affected if n not in others_paused])
             for entry in plan["machine_configs"]:
                 if entry["action"] in ("create", "update"):
-                    diffs.append(self.ensure(entry["definition"]).get("diff"))
+                    diffs.append(self._apply(entry))
             if create_pool:
                 self.ensure(mcfg.pool_definition(pool_name, selector))
                 result["pool_created"] = True
@@ -206,6 +206,13 @@ class MachineConfigs(CgpuModule):
             self._unpause(paused)
         result["affected_pools"] = sorted(set(affected))
         self._exit(result, diffs)
+
+    def _apply(self, entry):
+        """Create or update one MachineConfig; its diff (kubernetes.core gives none for a creation)."""
+        diff = self.ensure(entry["definition"]).get("diff")
+        if not diff and entry["action"] == "create":
+            diff = {"before": {}, "after": entry["definition"]}
+        return diff
 
     def _exit(self, result, diffs):
         diffs = [d for d in diffs if d]
