@@ -32,7 +32,7 @@ def main(argv=None):
         print(build.ensure_binaries())
         print(build.ensure_opa())  # the Trustee twin's Rego engine, so no KBS pod waits for a Go build
         return 0
-    cluster = Cluster(args.name, args.state_dir)
+    cluster = Cluster(args.name, args.state_dir, die_with_parent=False)
     if args.command == "up":
         try:
             print(cluster.up(args.profile, args.conformance))

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from . import build, crds, profile as profiles
-from .controlplane import ControlPlane, alive
+from .controlplane import ControlPlane, alive, parent_death_signal
 from .kube import Kube, path
 from .paths import state_root
 from .controllers import seed_all as seed_plugins
@@ -18,10 +18,12 @@ from .seed import seed
 
 
 class Cluster:
-    def __init__(self, name="default", state_dir=None):
+    def __init__(self, name="default", state_dir=None, die_with_parent=True):
+        """``die_with_parent``: the cluster's processes end when this process does (test sessions);
+        the CLI's clusters outlive ``twin up`` and end with ``twin down``."""
         self.name = name
         self.state = Path(state_dir) if state_dir else state_root() / name
-        self.cp = ControlPlane(self.state, build.bin_dir())
+        self.cp = ControlPlane(self.state, build.bin_dir(), die_with_parent)
 
     @property
     def kubeconfig(self):
@@ -80,7 +82,8 @@ class Cluster:
         argv = [sys.executable, "-m", "twin.runtime", "--state", str(self.state)]
         log = open(self.state / "logs" / "twin-controllers.log", "ab")
         proc = subprocess.Popen(argv, cwd=repo, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True,
+                                preexec_fn=parent_death_signal if self.cp.die_with_parent else None)
         log.close()
         from .controlplane import _start_time
         info["processes"]["twin-controllers"] = {"pid": proc.pid, "start": _start_time(proc.pid), "argv0": argv[0]}

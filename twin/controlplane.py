@@ -66,8 +66,9 @@ def kubeconfig(server, ca_pem, cert_file, key_file, name="twin"):
 class ControlPlane:
     """The processes of one twin cluster; everything lives in ``state`` (a directory)."""
 
-    def __init__(self, state: Path, bin_dir: Path):
+    def __init__(self, state: Path, bin_dir: Path, die_with_parent=False):
         self.state = Path(state)
+        self.die_with_parent = die_with_parent
         self.bin = Path(bin_dir)
         self.pki = self.state / "pki"
         self.logs = self.state / "logs"
@@ -111,7 +112,8 @@ class ControlPlane:
     def _spawn(self, name, argv, info, env=None):
         log = open(self.logs / f"{name}.log", "ab")
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env, cwd=self.state)
+                                start_new_session=True, env=env, cwd=self.state,
+                                preexec_fn=parent_death_signal if self.die_with_parent else None)
         log.close()
         info["processes"][name] = {"pid": proc.pid, "start": _start_time(proc.pid), "argv0": argv[0]}
         self._save(info)
@@ -225,6 +227,14 @@ class ControlPlane:
         while time.monotonic() < deadline and any(alive(p) for p in procs.values()):
             time.sleep(0.05)
         return {name: alive(proc) for name, proc in procs.items()}
+
+
+def parent_death_signal():
+    """In the child: get SIGTERM when the process that started the twin dies (a killed test run)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _start_time(pid):
