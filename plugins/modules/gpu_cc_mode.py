@@ -11,7 +11,7 @@ module: gpu_cc_mode
 short_description: Switch NVIDIA GPUs on OpenShift nodes into (or out of) confidential-computing mode and wait for it
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Sets the node label C(nvidia.com/cc.mode) that the NVIDIA GPU operator's cc-manager watches, on every target
     node, then waits by watching the nodes until cc-manager reports the mode in C(nvidia.com/cc.mode.state) on each
@@ -20,8 +20,8 @@ description:
     the status of that node's cc-manager pod (phase, readiness, restarts, last exit and its message).
   - cc-manager resets the GPUs without draining anything. Before changing a node the module lists the pods that
     hold an C(nvidia.com/pgpu) there and refuses, naming them.
-  - Refuses C(devtools) unless O(allow_devtools=true): that mode leaves the GPUs' debug interfaces open and GPU
-    attestation does not match measurements taken in it.
+  - Refuses C(devtools) unless O(allow_devtools=true), because that mode leaves the GPUs' debug interfaces open and
+    GPU attestation does not match measurements taken in it.
   - Only nodes where the GPU operator runs cc-manager (label C(nvidia.com/gpu.deploy.cc-manager=true)) can be
     targets; any other target is refused up front, since nothing would ever act on its label.
   - In check mode nothing is written; RV(changed_nodes) says which nodes would switch.
@@ -82,8 +82,8 @@ notes:
   - The GPU operator's ClusterPolicy sets the default mode for nodes without the label
     (C(spec.ccManager.defaultMode)); this module sets the label, which takes precedence.
   - A node already in the mode with the label set is left alone, so re-running changes nothing.
-  - A node whose cc-manager already reported C(failed) for this very mode is reported at once, without waiting:
-    cc-manager acts again only when the label changes.
+  - A node whose cc-manager already reported C(failed) for this very mode is reported at once, without waiting,
+    because cc-manager acts again only when the label changes.
 seealso:
   - module: confidential.gpu.cluster_info
 """
@@ -125,7 +125,7 @@ nodes:
   elements: dict
   contains:
     name: {description: Node name., type: str, returned: always}
-    mode_label: {description: The C(nvidia.com/cc.mode) label now (in check mode, before)., type: str, returned: always}
+    mode_label: {description: "The C(nvidia.com/cc.mode) label now (in check mode, the one before).", type: str, returned: always}
     state: {description: C(nvidia.com/cc.mode.state) as cc-manager reports it., type: str, returned: always}
     ready_state: {description: C(nvidia.com/cc.ready.state) as cc-manager reports it., type: str, returned: always}
     changed: {description: Whether the label of this node was (or would be) changed., type: bool, returned: always}

@@ -11,7 +11,7 @@ module: gpu_operator_wait
 short_description: Wait for the NVIDIA GPU operator's ClusterPolicy to be ready and every GPU to be advertised
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Watches the ClusterPolicy until its C(status.state) is C(ready); at the deadline fails with the state, the
     operator's own message and the operand pods that are not ready (with their last error).
@@ -104,10 +104,10 @@ class GpuOperatorWait(CgpuModule):
         except CoreException as exc:
             if "Timed out" not in str(exc):
                 raise
-            _, line = gpuop.policy_summary(self.get(CP_API, "ClusterPolicy", p["name"]), self.pods())
+            line = gpuop.policy_summary(self.get(CP_API, "ClusterPolicy", p["name"]), self.pods())[1]
             self.fail_json(msg="Timed out after {0}s waiting for the GPU operator: {1}".format(p["timeout"], line))
         policy = seen.get("policy") or {}
-        _, line = gpuop.policy_summary(policy)
+        line = gpuop.policy_summary(policy)[1]
         report = []
         if p["expected_gpus"]:
             expected = {k: int(v) for k, v in p["expected_gpus"].items()}

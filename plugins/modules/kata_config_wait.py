@@ -11,14 +11,13 @@ module: kata_config_wait
 short_description: Wait for a KataConfig to install kata on its nodes and create its runtime classes, printing progress
 version_added: 0.1.0
 author:
-  - confidential.gpu contributors
+  - confidential.gpu team (@confidential-gpu)
 description:
   - Watches the KataConfig, its MachineConfigPool (C(kata-oc), or C(master) on compact and single-node clusters),
     the nodes and the runtime classes until the KataConfig's C(InProgress) condition is C(False) with no reason,
     every selected node is ready, and the runtime classes in O(runtime_classes) exist.
-  - Prints a line whenever the installation moves, for example
-    C(KataConfig example: Installing, 1/3 nodes ready; kata-oc: 1/3 nodes updated, worker-1 rebooting), and returns
-    every line in RV(progress).
+  - "Prints a line whenever the installation moves, and returns every line in RV(progress). A line reads like
+    V(KataConfig example: Installing, 1/3 nodes ready; kata-oc: 1/3 nodes updated, worker-1 rebooting)."
   - Fails at once on C(UnsupportedOCPVersion) or a node that failed to install (the MCO degraded it), and when
     another failure OSC reports (such as its TEE label count) lasts longer than O(failure_grace).
   - Once installed, checks that C(kata-cc) and C(kata-cc-nvidia-gpu) have the handler, scheduling and overhead OSC
