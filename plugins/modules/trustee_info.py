@@ -43,8 +43,9 @@ options:
     default: false
   wait_for:
     description:
-      - V(route) the Route is admitted; V(generated) the operator generated its ConfigMaps and the KbsConfig;
-        V(ready) the TrusteeConfig is ready and the KBS Deployment rolled out and Available.
+      - V(route) the Route is admitted; V(generated) the operator generated its ConfigMaps and the KbsConfig, and
+        copied the current TLS secrets into the ones the KBS mounts; V(ready) the TrusteeConfig is ready and the KBS
+        Deployment rolled out and Available.
     type: list
     elements: str
     choices: [route, generated, ready]
@@ -162,12 +163,42 @@ class TrusteeInfo(CgpuModule):
                 self._wait(API, "KbsConfig", "{0}-kbs-config".format(name),
                            lambda k: (k is not None, "KbsConfig generated" if k else "KbsConfig not generated yet"),
                            deadline, "the operator to generate {0}-kbs-config".format(name))
+                self._wait_split_secrets(deadline)
             if "ready" in p["wait_for"]:
                 self._wait("apps/v1", "Deployment", DEPLOYMENT, deployment_state, deadline,
                            "the KBS deployment {0}/{1} to roll out".format(ns, DEPLOYMENT))
                 self._wait(API, "TrusteeConfig", name, trusteeconfig_state, deadline,
                            "TrusteeConfig {0}/{1} ready".format(ns, name))
         self.exit_json(changed=False, **self.report())
+
+    def _wait_split_secrets(self, deadline):
+        """Wait until the operator copied the current TLS secrets into the halves the KBS mounts.
+
+        Restarting the KBS before that would start it with the previous certificate.
+        """
+        ns, name = self.params["namespace"], self.params["name"]
+        spec = (self.get(API, "TrusteeConfig", name, ns) or {}).get("spec") or {}
+        pairs = []
+        for field, half, key in (("httpsSpec", "{0}-https-cert-secret", "certificate"),
+                                 ("attestationTokenVerificationSpec", "{0}-attestation-cert-secret", "token.crt")):
+            source = (spec.get(field) or {}).get("tlsSecretName")
+            if source:
+                pairs.append((source, half.format(name), key))
+        if not pairs:
+            return
+
+        def copied(objects):
+            for source, half, key in pairs:
+                src = ((objects.get((ns, source)) or {}).get("data") or {}).get("tls.crt")
+                dst = ((objects.get((ns, half)) or {}).get("data") or {}).get(key)
+                if src is None:
+                    return False, "secret {0} does not exist".format(source)
+                if src != dst:
+                    return False, "secret {0} does not hold the certificate of {1} yet".format(half, source)
+            return True, "the KBS secrets hold the current certificates"
+
+        self.watch_until("v1", "Secret", copied, max(1, int(deadline - time.monotonic())),
+                         "the operator to copy the TLS secrets for the KBS", namespace=ns)
 
     def report(self):
         p = self.params
