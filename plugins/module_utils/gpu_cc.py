@@ -92,10 +92,11 @@ def plan(nodes, mode):
     for node in sorted(nodes, key=lambda n: (n.get("metadata") or {}).get("name") or ""):
         view = node_cc(node)
         if not view["cc_manager"]:
+            value = _labels(node).get(CC_MANAGER_DEPLOY_LABEL)
             errors.append(
-                "node {0} has no cc-manager ({1} is {2!r}, not 'true'): the GPU operator deploys it only on "
+                "node {0} has no cc-manager ({1} is {2}, not 'true'): the GPU operator deploys it only on "
                 "GPU nodes in sandboxed kata mode with vm-passthrough and ccManager enabled".format(
-                    view["name"], CC_MANAGER_DEPLOY_LABEL, _labels(node).get(CC_MANAGER_DEPLOY_LABEL)))
+                    view["name"], CC_MANAGER_DEPLOY_LABEL, "not set" if value is None else repr(value)))
         view["change_label"] = view["mode_label"] != mode
         view["switch"] = view["change_label"] or view["state"] != mode
         entries.append(view)

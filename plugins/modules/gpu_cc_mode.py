@@ -180,7 +180,7 @@ class GpuCcMode(CgpuModule):
             self.fail_json(msg=problem)
         entries, errors = gpu_cc.plan(self.targets(), mode)
         if errors:
-            self.fail_json(msg="; ".join(errors), nodes=entries)
+            self.fail_json(msg="; ".join(errors), nodes=[self._public(e) for e in entries])
         names = [e["name"] for e in entries]
 
         settled_failures = {e["name"]: e["state"] for e in entries
@@ -188,13 +188,13 @@ class GpuCcMode(CgpuModule):
         if settled_failures:
             self.fail_json(msg=gpu_cc.failure_message(mode, settled_failures, self.cc_manager_pods(list(settled_failures)))
                            + ". cc-manager acts again only when the label changes: fix the cause, then set another mode "
-                             "and back", nodes=entries)
+                             "and back", nodes=[self._public(e) for e in entries])
 
         switching = [e["name"] for e in entries if e["switch"]]
         blocking = {name: gpu_cc.pods_using_pgpu(self._pods(name), name) for name in switching}
         refusal = gpu_cc.blocking_pods_message(blocking)
         if refusal:
-            self.fail_json(msg=refusal, blocking_pods=blocking, nodes=entries)
+            self.fail_json(msg=refusal, blocking_pods=blocking, nodes=[self._public(e) for e in entries])
 
         changed_nodes = [e["name"] for e in entries if e["change_label"]]
         diffs = []
