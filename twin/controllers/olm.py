@@ -342,8 +342,10 @@ class Resolver(Controller):
         if not subs:
             return None
         plans = self.kube.list(path(OLM, "installplans", namespace=namespace))["items"]
-        csvs = {c["metadata"]["name"]: c for c in self.cache(OLM, "clusterserviceversions").items()
-                if c["metadata"]["namespace"] == namespace}
+        # CSVs after plans, and live too: a plan seen Complete has created its CSVs, and a CSV the cache has
+        # not seen yet would be wanted again in a new plan.
+        csvs = {c["metadata"]["name"]: c for c in self.kube.list(
+            path(OLM, "clusterserviceversions", namespace=namespace))["items"]}
         resolved = {s["metadata"]["name"]: self._resolve(s, csvs) for s in subs}
 
         wanted = {}
