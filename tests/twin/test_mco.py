@@ -151,9 +151,18 @@ def label(kube, node, key, value=""):
     kube.merge_patch(path("v1", "nodes", node), {"metadata": {"labels": {key: value}}})
 
 
+def join(kube, name, node, key):
+    """Label the node into the custom pool and wait until it runs the pool's config (one reboot)."""
+    from tests.twin.mco_helpers import settled
+
+    label(kube, node, key)
+    wait(kube, "machineconfigpools", lambda o: name in o and (o[name].get("status") or {}).get("machineCount") == 1
+         and settled(o[name]), what=f"{node} in pool {name}")
+
+
 def remove_custom_pool(kube, name, node, key, configs=()):
     label(kube, node, key, None)
-    wait(kube, "machineconfigpools", lambda o: o[name]["status"].get("machineCount") == 0
+    wait(kube, "machineconfigpools", lambda o: (o[name].get("status") or {}).get("machineCount") == 0
          and o["worker"]["status"].get("machineCount") == 3, what=f"{node} back in worker")
     wait_pool(kube, "worker")
     kube.delete(path(MC_API, "machineconfigpools", name))
@@ -185,8 +194,7 @@ def test_custom_pool_takes_its_node_out_of_worker(twin, kube):
 
 def test_reboot_degrades_fault_degrades_the_pool_until_lifted(twin, kube):
     custom_pool(kube, "t-degraded", "twin.test/degraded")
-    label(kube, "worker-1", "twin.test/degraded")
-    wait_pool(kube, "t-degraded")
+    join(kube, "t-degraded", "worker-1", "twin.test/degraded")
     twin.set_faults([{"kind": "reboot-degrades", "node": "worker-1"}])
     try:
         create(kube, mc("99-t-degraded", "t-degraded", ["twin.test=degraded"]))
@@ -208,8 +216,7 @@ def test_reboot_degrades_fault_degrades_the_pool_until_lifted(twin, kube):
 
 def test_pod_disruption_budget_blocks_the_drain_until_removed(twin, kube, namespace):
     custom_pool(kube, "t-drain", "twin.test/drain")
-    label(kube, "worker-0", "twin.test/drain")
-    wait_pool(kube, "t-drain")
+    join(kube, "t-drain", "worker-0", "twin.test/drain")
     kube.create(path("v1", "pods", namespace=namespace), {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "guarded", "labels": {"app": "guarded"}},
         "spec": {"nodeName": "worker-0", "containers": [{"name": "c", "image": "registry.example.com/app:1"}]}})
@@ -239,3 +246,23 @@ def test_pod_disruption_budget_blocks_the_drain_until_removed(twin, kube, namesp
     wait_pool(kube, "t-drain", sources=["99-t-drain"])
     assert boots(kube)["worker-0"] == before + 1
     remove_custom_pool(kube, "t-drain", "worker-0", "twin.test/drain", ["99-t-drain"])
+
+
+def test_drain_blocked_fault_holds_the_node_until_lifted(twin, kube):
+    custom_pool(kube, "t-fault-drain", "twin.test/fault-drain")
+    join(kube, "t-fault-drain", "worker-1", "twin.test/fault-drain")
+    before = boots(kube)["worker-1"]
+    twin.set_faults([{"kind": "drain-blocked", "node": "worker-1"}])
+    try:
+        create(kube, mc("99-t-fault-drain", "t-fault-drain", ["twin.test=fault-drain"]))
+        wait(kube, "nodes", lambda o: o["worker-1"]["metadata"]["annotations"].get(STATE) == "Working", api_version="v1",
+             what="worker-1 working")
+        with pytest.raises(AssertionError):  # two drain retries: still cordoned and up, not rebooted
+            wait(kube, "nodes", lambda o: not o["worker-1"]["spec"].get("unschedulable"), timeout=11, api_version="v1")
+        assert boots(kube)["worker-1"] == before
+        assert pool(kube, "t-fault-drain")["status"]["unavailableMachineCount"] == 1
+    finally:
+        twin.set_faults([])
+    wait_pool(kube, "t-fault-drain", sources=["99-t-fault-drain"])
+    assert boots(kube)["worker-1"] == before + 1
+    remove_custom_pool(kube, "t-fault-drain", "worker-1", "twin.test/fault-drain", ["99-t-fault-drain"])
