@@ -25,6 +25,7 @@ from ansible_collections.confidential.gpu.plugins.module_utils import (
     gpu_facts,
     nfd_labels,
     olm_state,
+    pod_spec,
     tee_hosts,
 )
 
@@ -375,6 +376,25 @@ def check_egress(targets, declared):
 # -- all together -------------------------------------------------------------------------------------
 
 
+def check_workloads(workloads):
+    """The workloads meant to run on confidential GPUs, judged from their specs alone (pod_spec)."""
+    title = "Confidential GPU workloads"
+    details, worst, fixes, flagged = [], "pass", [], 0
+    for index, workload in enumerate(workloads):
+        name = ((workload or {}).get("metadata") or {}).get("name") or "workload {0}".format(index)
+        findings = [f for f in pod_spec.check_pod_spec(workload, name=name) if f["severity"] != "pass"]
+        flagged += 1 if findings else 0
+        for finding in findings:
+            details.append("{0}: {1}".format(name, finding["message"]))
+            fixes.append("{0}: {1}".format(name, finding["fix"]))
+            worst = "fail" if "fail" in (worst, finding["severity"]) else "warn"
+    if worst == "pass":
+        return verdict("workloads", title, "pass", "{0} workload(s) ask for at most one confidential GPU, with "
+                       "runtime class {1}".format(len(workloads), pod_spec.GPU_RUNTIME_CLASS))
+    return verdict("workloads", title, worst, "{0} of {1} workload(s) would not run as confidential GPU pods".format(
+        flagged, len(workloads)), "; ".join(fixes), details)
+
+
 def operators_for(overrides=None):
     """The operators the collection installs, with their namespaces, OperatorGroups and catalogs."""
     found = []
@@ -387,7 +407,7 @@ def operators_for(overrides=None):
 
 def evaluate(cluster_version, infrastructure, nodes, node_features, catalogs, manifests, operator_groups, pdbs,
              node_selector="node-role.kubernetes.io/worker", egress=None, operators=None, minimum=MIN_VERSION,
-             host_facts=None):
+             host_facts=None, workloads=None):
     """Every verdict, the overall status and the facts they rest on."""
     operators = operators or operators_for()
     terms = nfd_labels.parse_selector(node_selector)
@@ -410,6 +430,8 @@ def evaluate(cluster_version, infrastructure, nodes, node_features, catalogs, ma
         check_catalogs(catalogs, manifests, operators),
         check_egress(targets, egress),
     ]
+    if workloads:
+        verdicts.append(check_workloads(workloads))
     return {
         "overall": overall(verdicts),
         "verdicts": verdicts,

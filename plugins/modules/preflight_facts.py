@@ -73,6 +73,14 @@ options:
         pods.
     type: dict
     default: {}
+  workloads:
+    description:
+      - Pods or pod templates (Deployments, Jobs...) meant to run on confidential GPUs. The C(workloads) check refuses
+        any that asks for more than one C(nvidia.com/pgpu) (one confidential GPU per pod), asks for one without the
+        C(kata-cc-nvidia-gpu) runtime class, or requests one without an equal limit.
+    type: list
+    elements: dict
+    default: []
   min_version:
     description: The lowest OpenShift version that passes.
     type: str
@@ -164,6 +172,7 @@ ARGUMENT_SPEC = {
     "egress": {"type": "dict", "default": {}, "options": {k: dict(EGRESS_CHOICES) for k in preflight.EGRESS}},
     "operators": {"type": "dict", "default": {}},
     "host_facts": {"type": "dict", "default": {}},
+    "workloads": {"type": "list", "elements": "dict", "default": []},
     "min_version": {"type": "str", "default": preflight.MIN_VERSION},
 }
 
@@ -191,6 +200,7 @@ class PreflightFacts(CgpuModule):
             operators=operators,
             minimum=p["min_version"],
             host_facts=p["host_facts"],
+            workloads=p["workloads"],
         )
         self.exit_json(changed=False, summary_lines=preflight.summary_lines(report), **report)
 

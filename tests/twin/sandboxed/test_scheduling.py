@@ -126,8 +126,20 @@ def test_gpu_pod_lands_only_where_cc_mode_is_on_and_ready(kata_gpu):
             set_mode(kube, node, None)
 
 
-def test_preflight_refuses_a_pod_asking_for_two_gpus():
+def test_preflight_refuses_a_pod_asking_for_two_gpus(kata_gpu, run_playbook):
     verdicts = pod_spec.check_pod_spec(smoke_pod("greedy", pgpu=2))
     failed = [v for v in verdicts if v["severity"] == "fail"]
     assert [v["id"] for v in failed] == ["pod-one-gpu"]
     assert "asks for 2 nvidia.com/pgpu" in failed[0]["message"]
+    # through the preflight, as users run it: the workloads verdict fails and names the pod
+    run = run_playbook([{"hosts": "localhost", "gather_facts": False, "tasks": [{
+        "name": "preflight", "confidential.gpu.preflight_facts": {
+            "workloads": [smoke_pod("smoke"), smoke_pod("greedy", pgpu=2)]},
+        "register": "out"}]}], env=kata_gpu.env())
+    result = run.result("preflight")
+    workloads = next(v for v in result["verdicts"] if v["name"] == "workloads")
+    assert workloads["status"] == "fail" and result["overall"] == "fail"
+    assert workloads["summary"] == "1 of 2 workload(s) would not run as confidential GPU pods"
+    assert workloads["details"] == ["greedy: the pod asks for 2 nvidia.com/pgpu; OpenShift sandboxed containers pass "
+                                    "one confidential GPU per pod (Technology Preview), so it would never be "
+                                    "scheduled on a kata-cc-nvidia-gpu node"]

@@ -1,6 +1,6 @@
 """pod_spec: the preflight's check of a confidential GPU workload, from its spec alone."""
 
-from ansible_collections.confidential.gpu.plugins.module_utils import pod_spec
+from ansible_collections.confidential.gpu.plugins.module_utils import pod_spec, preflight
 
 
 def pod(pgpu=None, runtime_class="kata-cc-nvidia-gpu", requests=None, containers=1, init=None):
@@ -58,3 +58,12 @@ def test_runtime_class_and_limits():
     assert ("pod-pgpu-limit", "fail") in by_id(pod_spec.check_pod_spec(pod(1, requests=2)))
     assert by_id(pod_spec.check_pod_spec(pod(1, requests=1))) == {("pod-spec", "pass")}
     assert by_id(pod_spec.check_pod_spec(pod(None, runtime_class="kata-cc"))) == {("pod-spec", "pass")}
+
+
+def test_preflight_verdict_over_workloads():
+    verdict = preflight.check_workloads([pod(1), pod(2), pod(None)])
+    assert verdict["name"] == "workloads" and verdict["status"] == "fail"
+    assert verdict["summary"] == "2 of 3 workload(s) would not run as confidential GPU pods"
+    assert any("asks for 2 nvidia.com/pgpu" in d for d in verdict["details"])
+    assert preflight.check_workloads([pod(1)])["status"] == "pass"
+    assert preflight.check_workloads([pod(None)])["status"] == "warn"
