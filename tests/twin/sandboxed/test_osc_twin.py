@@ -1,10 +1,12 @@
 """The OSC twin: KataConfig → pool and MachineConfig rolled out by the MCO twin, status, runtime classes."""
 
+import time
+
 import pytest
 
-from twin.kube import path
+from twin.kube import ApiError, path
 
-from .conftest import OSC_NAMESPACE, cluster_policy, prepare, wait_for
+from .conftest import OSC_NAMESPACE, cluster_policy, ensure_namespace, prepare, wait_for
 
 pytestmark = pytest.mark.twin
 
@@ -150,3 +152,34 @@ def test_sno_uses_master_gates_old_openshift_and_misses_late_gpus_until_reconcil
     wait_for(kube, KC, lambda i: i["example-kataconfig"]["status"].get("runtimeClasses")
              == ["kata", "kata-cc", "kata-cc-nvidia-gpu"], timeout=30, what="GPU runtime class after a reconcile")
     assert kube.get(f"{RC}/kata-cc-nvidia-gpu")["handler"] == "kata-tdx-nvidia-gpu"
+
+    # Uninstall: a pod still running kata blocks it (OSC's BlockedByExistingKataPods); once it is gone, the
+    # KataConfig takes its runtime classes and MachineConfig with it.
+    kube.merge_patch(path("v1", "nodes", "sno-0", subresource="status"), {"status": {
+        "capacity": {"tdx.intel.com/keys": "63"}, "allocatable": {"tdx.intel.com/keys": "63"}}})
+    ensure_namespace(kube, "kata-workload")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cc"},
+           "spec": {"runtimeClassName": "kata-cc", "containers": [{"name": "c", "image": "registry.example/app:1"}]}}
+    create_pod(kube, "kata-workload", pod)
+    pods = path("v1", "pods", namespace="kata-workload")
+    wait_for(kube, pods, lambda i: (i.get("cc", {}).get("status") or {}).get("phase") == "Running", timeout=30)
+    kube.delete(f"{KC}/example-kataconfig")
+    kc = wait_for(kube, KC, lambda i: in_progress(i.get("example-kataconfig", {})).get("reason")
+                  == "BlockedByExistingKataPods", timeout=30)["example-kataconfig"]
+    assert "delete the pods" in in_progress(kc)["message"]
+    kube.delete(path("v1", "pods", "cc", "kata-workload"), gracePeriodSeconds=0)
+    wait_for(kube, KC, lambda i: "example-kataconfig" not in i, timeout=60, what="KataConfig deleted")
+    assert not {"kata", "kata-cc", "kata-cc-nvidia-gpu"} & {rc["metadata"]["name"] for rc in kube.list(RC)["items"]}
+    assert kube.get_or_none(path("machineconfiguration.openshift.io/v1", "machineconfigs",
+                                 "50-enable-sandboxed-containers-extension")) is None
+
+
+def create_pod(kube, namespace, body, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return kube.create(path("v1", "pods", namespace=namespace), body)
+        except ApiError as exc:  # the namespace's default ServiceAccount comes a moment later
+            if "serviceaccount" not in exc.message or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
