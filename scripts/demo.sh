@@ -16,6 +16,9 @@ if [ "${KEEP_TWIN:-0}" != 1 ]; then
   trap 'python -m twin --state-dir "$state" down' EXIT
 fi
 export K8S_AUTH_KUBECONFIG="$state/admin.kubeconfig"
-ansible-playbook -i localhost, playbooks/site.yml "$@"
+# The twin's route hosts resolve through its own zone, not DNS: hand the KBS check the address.
+kbs=$(python -m twin --state-dir "$state" resolve kbs-trustee-operator-system)
+ansible-playbook -i localhost, playbooks/site.yml -e @scripts/demo-vars.yml \
+  -e "{\"trustee_kbs_resolve\": [\"$kbs\"]}" "$@"
 echo
 echo "report: $root/build/report/report.md (kubeconfig of the twin: $K8S_AUTH_KUBECONFIG)"

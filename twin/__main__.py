@@ -20,6 +20,8 @@ def main(argv=None):
     sub.add_parser("status", help="processes, API and nodes, as JSON")
     kc = sub.add_parser("kubeconfig", help="print the admin kubeconfig's path (or its content with --raw)")
     kc.add_argument("--raw", action="store_true")
+    rs = sub.add_parser("resolve", help="print HOST:443:ADDR:PORT (curl --resolve style) for a route host of the twin")
+    rs.add_argument("host", help="a host name, or a route's <name>-<namespace> (the apps domain is added)")
     sub.add_parser("profiles", help="list the shipped hardware profiles")
     sub.add_parser("build", help="build the control-plane binaries and OPA now (normally done on first use)")
     args = parser.parse_args(argv)
@@ -51,6 +53,15 @@ def main(argv=None):
         status = cluster.status()
         print(json.dumps(status, indent=2))
         return 0 if status["up"] else 3
+    if args.command == "resolve":
+        from . import dns
+
+        host = args.host
+        if "." not in host:
+            host = f"{host}.{profiles.load_state(cluster.state)['openshift']['apps_domain']}"
+        addr, port = dns.resolve(host, dns.entries(cluster.kube()))
+        print(f"{host}:443:{addr}:{port}")
+        return 0
     if args.command == "kubeconfig":
         if args.raw:
             print(cluster.kubeconfig.read_text())

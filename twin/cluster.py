@@ -50,17 +50,27 @@ class Cluster:
         spec = profile if isinstance(profile, dict) else profiles.load(profile)
         started = time.monotonic()
         build.ensure_binaries(log=log)
-        if self.state.exists():
-            self.cp.stop()
-            shutil.rmtree(self.state)
-        self.state.mkdir(parents=True)
-        (self.state / "profile.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-        info = self.cp.prepare()
-        info["profile"] = spec["name"]
-        info["conformance"] = str(conformance) if conformance else None
-        self.cp._save(info)
+        for attempt in range(3):
+            if self.state.exists():
+                self.cp.stop()
+                shutil.rmtree(self.state)
+            self.state.mkdir(parents=True)
+            (self.state / "profile.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+            info = self.cp.prepare()
+            info["profile"] = spec["name"]
+            info["conformance"] = str(conformance) if conformance else None
+            self.cp._save(info)
+            try:
+                self.cp.start(log=log)
+                break
+            except RuntimeError as exc:
+                # Free ports are picked before the processes bind them; on a busy machine another
+                # process can take one in between. Pick new ones.
+                if "address already in use" not in str(exc) or attempt == 2:
+                    self.cp.stop()
+                    raise
+                log("twin: a port was taken meanwhile; starting again with new ports")
         try:
-            self.cp.start(log=log)
             kube = self.kube("twin")
             crds.install(kube, crds.definitions(conformance))
             seed(kube, spec, info["ports"]["kubelet"])

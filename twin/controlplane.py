@@ -162,9 +162,8 @@ class ControlPlane:
         self._spawn("kube-controller-manager", [
             str(self.bin / "kube-controller-manager"),
             f"--kubeconfig={self.state / 'controller-manager.kubeconfig'}",
-            f"--authentication-kubeconfig={self.state / 'controller-manager.kubeconfig'}",
-            f"--authorization-kubeconfig={self.state / 'controller-manager.kubeconfig'}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
+            # No health endpoint is needed, and a port picked ahead of time can be taken meanwhile.
+            "--leader-elect=false", "--secure-port=0",
             f"--service-account-private-key-file={p / 'sa.key'}",
             f"--root-ca-file={p / 'ca.crt'}",
             "--use-service-account-credentials=true",
@@ -176,9 +175,7 @@ class ControlPlane:
         self._spawn("kube-scheduler", [
             str(self.bin / "kube-scheduler"),
             f"--kubeconfig={self.state / 'scheduler.kubeconfig'}",
-            f"--authentication-kubeconfig={self.state / 'scheduler.kubeconfig'}",
-            f"--authorization-kubeconfig={self.state / 'scheduler.kubeconfig'}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
+            "--leader-elect=false", "--secure-port=0",
         ], info)
         return info
 

@@ -54,6 +54,12 @@ def load(name_or_path):
     return expand(data)
 
 
+def load_state(state_dir):
+    """The expanded profile a running twin was started with."""
+    with open(Path(state_dir) / "profile.yaml", encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
 def expand(data):
     """Validate a profile dict and expand node counts; returns a new dict."""
     data = copy.deepcopy(data)
