@@ -19,6 +19,6 @@ export K8S_AUTH_KUBECONFIG="$state/admin.kubeconfig"
 # The twin's route hosts resolve through its own zone, not DNS: hand the KBS check the address.
 kbs=$(python -m twin --state-dir "$state" resolve kbs-trustee-operator-system)
 ansible-playbook -i localhost, playbooks/site.yml -e @scripts/demo-vars.yml \
-  -e "{\"trustee_kbs_resolve\": [\"$kbs\"]}" "$@"
+  -e "{\"trustee_kbs_resolve\": [\"$kbs\"], \"site_report_dir\": \"$root/build/report\"}" "$@"
 echo
 echo "report: $root/build/report/report.md (kubeconfig of the twin: $K8S_AUTH_KUBECONFIG)"
