@@ -229,6 +229,7 @@ class NodeLabeller(Controller):
         for api_version, plural in ((NFD_API, "nodefeaturediscoveries"), (RULE_API, "nodefeaturerules"),
                                     (olm.OLM, "clusterserviceversions")):
             manager.informer(api_version, plural).add_handler(lambda kind, obj: self._all_nodes())
+        manager.informer(FEATURE_API, "nodefeatures")  # read in _publish; informers start with the manager
         self.world.subscribe(self._host_changed)
 
     def _all_nodes(self):
