@@ -315,7 +315,14 @@ class OlmOperator(CgpuModule):
         if not pin_csv and not pin_version and installed:
             pin_csv = installed  # unpinned: keep what is installed, never upgrade behind the user's back
         target = olm_state.resolve_target(manifest, self.package, self.source, in_catalog, p["channel"], pin_version, pin_csv)
-        steps = olm_state.steps_to(target["entries"], installed, target["csv"])
+        try:
+            steps = olm_state.steps_to(target["entries"], installed, target["csv"])
+        except OlmError as exc:
+            if p["approval"] != "Automatic":
+                raise
+            # Automatic approval upgrades past any pin by design: report it, do not fight OLM.
+            self.warn("approval is Automatic: " + str(exc).split(":")[0])
+            steps = []
 
         groups = self.list(OLM_V1, "OperatorGroup", namespace=self.namespace)[0]
         foreign = olm_state.foreign_operator_groups(groups, self.group_name)

@@ -123,3 +123,16 @@ def test_upgrade_over_two_steps_approves_each_plan_on_the_way(twin, namespace, o
     plans = twin.kube.list(path(*PLANS, namespace=namespace))["items"]
     assert sorted(p["spec"]["clusterServiceVersionNames"][0] for p in plans) == [
         "gpu-operator-certified.v26.3.1", "gpu-operator-certified.v26.3.3", "gpu-operator-certified.v26.7.0"]
+
+
+def test_automatic_approval_follows_olm_past_the_pin_with_a_warning(twin, namespace, olm_operator):
+    first = olm_operator(name="nfd", namespace=namespace, version="4.21.0", approval="Automatic", timeout=120)
+    assert not first.get("failed"), first.get("msg")
+    assert first["csv_phase"] == "Succeeded"
+    # OLM upgrades to the channel's head on its own; a later run reports it instead of failing on a "downgrade".
+    wait_for(twin.kube, "operators.coreos.com/v1alpha1", "clusterserviceversions", namespace, lambda items: any(
+        c["metadata"]["name"] == "nfd.v4.21.1" and c.get("status", {}).get("phase") == "Succeeded" for c in items))
+    again = olm_operator(name="nfd", namespace=namespace, version="4.21.0", approval="Automatic", timeout=60)
+    assert not again.get("failed"), again.get("msg")
+    assert again["changed"] is False and again["installed_csv"] == "nfd.v4.21.1"
+    assert any("approval is Automatic" in w for w in again.get("warnings", []))
