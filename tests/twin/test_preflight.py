@@ -13,7 +13,8 @@ pytestmark = [pytest.mark.twin, pytest.mark.slow]
 # Per profile: the checks that must fail (none: the run passes, warnings allowed), the overall status, and
 # whether host facts from the node probe are given (firmware is invisible to the API otherwise).
 EXPECTED = {
-    "default": ([], "warn", True),  # TDX waits for kvm_intel.tdx=1 (role tee_hosts): a warning, not a failure
+    # TDX waits for kvm_intel.tdx=1 (role tee_hosts): a warning, not a failure. The shared twin may have it by now.
+    "default": ([], ("warn", "pass"), True),
     "sno": ([], "warn", False),  # single node: reboots take the cluster down
     "snp-rtx-pro-6000": ([], "warn", False),  # ready, but firmware not checked without host facts
     "broken-ocp-4.20": (["openshift_version"], "fail", False),
@@ -77,11 +78,12 @@ def test_preflight_verdicts_and_no_writes(profile_twin, run_playbook, tmp_path):
     assert window.total > 0
     assert (run.rc != 0) == bool(failing), run.stdout[-4000:]
     data = json.loads(report.read_text())
-    assert data["overall"] == overall, [v for v in data["verdicts"] if v["status"] != "pass"]
+    assert data["overall"] in (overall if isinstance(overall, tuple) else (overall,)), [
+        v for v in data["verdicts"] if v["status"] != "pass"]
     assert sorted(v["name"] for v in data["verdicts"] if v["status"] == "fail") == failing
     assert all(v["fix"] for v in data["verdicts"] if v["status"] != "pass")
     shown = run.result("confidential.gpu.preflight : Show the verdicts")["msg"]
-    assert shown[0].startswith(f"confidential GPU preflight: {overall.upper()}")
+    assert shown[0].startswith(f"confidential GPU preflight: {data['overall'].upper()}")
     firmware = next(v for v in data["verdicts"] if v["name"] == "host_firmware")
     assert firmware["status"] == ("fail" if "host_firmware" in failing else "pass" if probe else "warn")
     if failing:
