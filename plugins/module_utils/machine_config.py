@@ -443,8 +443,9 @@ def rollout(pool, nodes, blockers=None):
             and not degraded)
     message = ""
     if degraded:
-        message = degraded_cond.get("message") or "; ".join(
-            "{0}: {1}".format(n, details[n]) for n, p in phases.items() if p == "degraded")
+        # The MCO's own words when its pool status already says so; the same words from the nodes before.
+        message = degraded_cond.get("message") or ", ".join(
+            'Node {0} is reporting: "{1}"'.format(n, details[n]) for n, p in phases.items() if p == "degraded")
     return {"done": done, "degraded": degraded, "paused": bool(spec.get("paused")), "line": ", ".join(parts),
             "nodes": phases, "target": target, "message": message, "updated": updated, "count": count}
 

@@ -107,6 +107,10 @@ def probe(root, files=()):
     facts["files"] = {path: _file(root, path) for path in files}
     if dmesg is not None:
         facts["dmesg"]["source"] = "/dev/kmsg"
+    # The ring buffer of a node that has run for long may have lost its boot messages, and with
+    # them the firmware markers; whoever reads "no marker" as "firmware off" must know that.
+    facts["dmesg"]["from_boot"] = dmesg is not None and any(
+        line.startswith("Linux version") for line in dmesg.splitlines()[:5])
     return facts
 
 

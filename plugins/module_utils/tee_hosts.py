@@ -42,11 +42,13 @@ def _tdx_firmware_off(facts):
     The kernel logs "virt/tdx: BIOS enabled: private KeyID range" and sets the CPU flag
     tdx_host_platform at boot when the BIOS reserved TDX key IDs, whether or not KVM was asked to
     use TDX; neither is there when the firmware keeps TDX off. Without a kernel log only the flag
-    is known, which older kernels do not report, so that alone decides nothing.
+    is known, which older kernels do not report, so that alone decides nothing; nor does a log
+    whose boot messages the ring buffer has already dropped.
     """
     if (facts.get("tee") or {}).get("type") != "tdx" or (facts.get("tee") or {}).get("enabled"):
         return False
-    if not (facts.get("dmesg") or {}).get("available"):
+    dmesg = facts.get("dmesg") or {}
+    if not dmesg.get("available") or dmesg.get("from_boot") is False:
         return False
     return "tdx_keyid_range" not in _marker_ids(facts) and "tdx_host_platform" not in (
         (facts.get("cpu") or {}).get("flags") or [])

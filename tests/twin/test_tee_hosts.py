@@ -233,11 +233,12 @@ def test_degraded_node_stops_the_rollout_and_the_role_says_why(twin, run_playboo
         assert "MachineConfigPool worker is degraded" in failed["msg"]
         assert "Node worker-1 is reporting" in failed["msg"] and "rpm-ostree kargs" in failed["msg"]
         assert pool(kube, "worker")["spec"]["paused"] is False
-        assert condition(pool(kube, "worker"), "Degraded")["status"] == "True"
+        assert wait(kube, "machineconfigpools", lambda o: condition(o["worker"], "Degraded").get("status") == "True",
+                    what="worker degraded")
     finally:
         twin.set_faults([])
-    wait_pool(kube, "worker", sources=OURS)
-    undo(kube)
+        wait_pool(kube, "worker", sources=OURS)
+        undo(kube)
 
 
 def test_created_pool_with_a_drain_blocked_by_a_pdb_times_out_naming_it(twin, run_playbook, namespace):
@@ -289,9 +290,9 @@ def test_pool_paused_by_someone_else_stays_paused_and_nothing_reboots(twin, run_
         p = wait(kube, "machineconfigpools", lambda o: set(OURS) <= {
             s["name"] for s in o["worker"]["spec"]["configuration"]["source"]}, what="render while paused")["worker"]
         assert p["spec"]["paused"] is True and boots(kube) == before
+    finally:
         for name in OURS:
             delete(kube, name)
-    finally:
         set_paused(kube, "worker", False)
-    wait_pool(kube, "worker", absent=OURS)
+        wait_pool(kube, "worker", absent=OURS)
     assert boots(kube) == before, "the paused pool never moved its nodes to the config that was removed again"

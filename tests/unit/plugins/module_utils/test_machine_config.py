@@ -228,6 +228,8 @@ def test_rollout_draining_with_blocker_and_degraded():
     assert got["line"] == ("worker: 0/2 nodes updated, worker-0 draining (blocked by PodDisruptionBudget ns/pdb "
                            "(pod ns/p)), worker-1 degraded (disk full)")
     assert got["degraded"] and got["message"] == 'Node worker-1 is reporting: "disk full"'
+    p["status"]["conditions"] = []
+    assert m.rollout(p, [draining, degraded])["message"] == 'Node worker-1 is reporting: "disk full"'
 
 
 def test_rollout_done_needs_pool_status_too():

@@ -61,6 +61,16 @@ def test_firmware_with_tdx_off_stops_before_anything_changes(tmp_path):
     assert "Ready for configuration once the others are fixed: worker-0, worker-1." in got["stop_message"]
 
 
+def test_a_kernel_log_that_lost_its_boot_messages_proves_nothing(tmp_path):
+    profile = bios_off_profile()
+    facts = facts_of(tmp_path, next(s for s in profile["nodes"] if s["name"] == "worker-bad"))
+    assert facts["dmesg"]["from_boot"] is True
+    facts["dmesg"]["from_boot"] = False
+    got = tee_hosts.plan({"worker-bad": facts}, "worker")
+    assert got["blockers"] == {}, "the reboot and the verification after it will tell"
+    assert [mc["metadata"]["name"] for mc in got["machine_configs"]] == ["99-worker-cgpu-tdx", "99-worker-cgpu-iommu"]
+
+
 def test_snp_workers_with_snp_on_need_nothing(tmp_path):
     got = tee_hosts.plan(nodes_of(tmp_path, "snp-rtx-pro-6000"), "worker")
     assert got["tee"] == "snp" and not got["blockers"]
