@@ -29,7 +29,9 @@ def test_manual_install_then_next_upgrade_waits_in_its_own_plan(twin, namespace)
     assert plan["spec"]["clusterServiceVersionNames"] == ["gpu-operator-certified.v26.3.1"]
     assert plan["spec"]["approval"] == "Manual" and plan["spec"]["approved"] is False
     assert plan["status"]["phase"] == "RequiresApproval"
-    sub = kube.get(path(*SUBS, "gpu-operator-certified", namespace))
+    # OLM writes the plan first, then points the Subscription at it.
+    sub = wait_for(kube, *SUBS, namespace, lambda items: next(
+        (s for s in items if s.get("status", {}).get("installPlanRef")), None))
     assert sub["status"]["state"] == "UpgradePending"
     assert sub["status"]["installPlanRef"]["name"] == plan["metadata"]["name"]
     assert any(c["type"] == "InstallPlanPending" and c["reason"] == "RequiresApproval" for c in sub["status"]["conditions"])
