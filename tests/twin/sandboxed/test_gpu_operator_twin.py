@@ -82,9 +82,14 @@ def test_cc_manager_modes_as_the_real_one(policy):
             _set_mode(kube, node, mode)
             wait_for(kube, NODES, lambda items: _state(items, node) == expected, timeout=30,
                      what=f"{node} in mode {mode}")
-        pod = kube.list(path("v1", "pods", namespace=GPU_NAMESPACE), labelSelector="app=nvidia-cc-manager",
-                        fieldSelector=f"spec.nodeName={node}")["items"][0]
-        status = pod["status"]["containerStatuses"][0]
+        # The node label and the pod's crash are two writes: wait for the pod's, too.
+        crashed = wait_for(kube, path("v1", "pods", namespace=GPU_NAMESPACE),
+                           lambda items: any(not s.get("ready") and s.get("restartCount", 0) >= 1
+                                             for p in items.values()
+                                             for s in (p.get("status") or {}).get("containerStatuses") or []),
+                           labelSelector="app=nvidia-cc-manager", fieldSelector=f"spec.nodeName={node}", timeout=30,
+                           what=f"the cc-manager pod on {node} crashing")
+        status = next(iter(crashed.values()))["status"]["containerStatuses"][0]
         assert status["ready"] is False and status["restartCount"] >= 1
         assert "invalid CC mode 'bogus'" in status["lastState"]["terminated"]["message"]
         _set_mode(kube, node, "on")
