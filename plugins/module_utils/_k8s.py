@@ -197,6 +197,33 @@ class CgpuModule(AnsibleK8SModule):
             if time.monotonic() >= deadline:
                 raise CoreException("Timed out after {0}s waiting for {1}; last seen: {2}".format(timeout, what, seen))
 
+    def watch_into(self, api_version, kind, events, stop, deadline):
+        """Put ``kind`` on the ``events`` queue at every change of that kind until ``stop`` or the deadline.
+
+        For waits that follow several kinds at once (one thread per kind): the waiter re-reads the
+        state when anything arrives. A failed watch puts a CoreException on the queue instead.
+        """
+        resource = self.resource(api_version, kind, fail=True)
+        while not stop.is_set():
+            try:
+                version = self.client.client.get(resource).to_dict()["metadata"].get("resourceVersion")
+                events.put(kind)  # something may have changed between our read and this list
+                for event in self.client.client.watch(resource, resource_version=version,
+                                                      timeout=max(1, min(300, int(deadline - time.monotonic())))):
+                    if stop.is_set():
+                        return
+                    if event["type"] == "ERROR":
+                        break
+                    events.put(kind)
+            except Exception as exc:  # pylint: disable=broad-except
+                if getattr(exc, "status", None) == 410:
+                    continue
+                if not stop.is_set():
+                    events.put(CoreException("Watching {0} failed: {1}".format(kind, exc)))
+                return
+            if time.monotonic() >= deadline:
+                return
+
     # -- running -----------------------------------------------------------------------------
 
     def execute_module(self):

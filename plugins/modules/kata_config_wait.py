@@ -176,7 +176,7 @@ class KataConfigWait(CgpuModule):
                         p["timeout"], p["name"], state["line"]))
                 if not started:
                     for api_version, kind in WATCHED:
-                        threading.Thread(target=self._watch, args=(api_version, kind, events, stop, deadline),
+                        threading.Thread(target=self.watch_into, args=(api_version, kind, events, stop, deadline),
                                          daemon=True).start()
                     started = True
                 wake = deadline - now
@@ -199,28 +199,6 @@ class KataConfigWait(CgpuModule):
     def finish(self, state):
         self.exit_json(changed=False, **{k: state[k] for k in (
             "done", "line", "problems", "gpu_class_missing", "tee", "pool", "kata_nodes", "runtime_classes")})
-
-    def _watch(self, api_version, kind, events, stop, deadline):
-        resource = self.resource(api_version, kind, fail=True)
-        while not stop.is_set():
-            try:
-                version = self.client.client.get(resource).to_dict()["metadata"].get("resourceVersion")
-                events.put(kind)  # something may have changed between our read and this list
-                for event in self.client.client.watch(resource, resource_version=version,
-                                                      timeout=max(1, min(300, int(deadline - time.monotonic())))):
-                    if stop.is_set():
-                        return
-                    if event["type"] == "ERROR":
-                        break
-                    events.put(kind)
-            except Exception as exc:  # pylint: disable=broad-except
-                if getattr(exc, "status", None) == 410:
-                    continue
-                if not stop.is_set():
-                    events.put(CoreException("Watching {0} failed: {1}".format(kind, exc)))
-                return
-            if time.monotonic() >= deadline:
-                return
 
 
 def main():

@@ -139,7 +139,7 @@ class PoolWait(CgpuModule):
         stop = threading.Event()
         # Nodes tell the phase of each node, pools tell when the MCO counts the rollout done: watch both.
         for api_version, kind in (("v1", "Node"), (mcfg.API_VERSION, "MachineConfigPool")):
-            thread = threading.Thread(target=self._watch, args=(api_version, kind, events, stop, deadline), daemon=True)
+            thread = threading.Thread(target=self.watch_into, args=(api_version, kind, events, stop, deadline), daemon=True)
             thread.start()
         try:
             while True:
@@ -164,27 +164,6 @@ class PoolWait(CgpuModule):
         finally:
             stop.set()
 
-    def _watch(self, api_version, kind, events, stop, deadline):
-        resource = self.resource(api_version, kind, fail=True)
-        while not stop.is_set():
-            try:
-                version = self.client.client.get(resource).to_dict()["metadata"].get("resourceVersion")
-                events.put(kind)  # something may have changed between our read and this list
-                for event in self.client.client.watch(resource, resource_version=version,
-                                                      timeout=max(1, min(300, int(deadline - time.monotonic())))):
-                    if stop.is_set():
-                        return
-                    if event["type"] == "ERROR":
-                        break
-                    events.put(kind)
-            except Exception as exc:  # pylint: disable=broad-except
-                if getattr(exc, "status", None) == 410:
-                    continue
-                if not stop.is_set():
-                    events.put(CoreException("Watching {0} failed: {1}".format(kind, exc)))
-                return
-            if time.monotonic() >= deadline:
-                return
 
     def _state(self, names, machine_configs, absent=()):
         pools = self.list(mcfg.API_VERSION, "MachineConfigPool")[0]
