@@ -164,7 +164,6 @@ class PoolWait(CgpuModule):
         finally:
             stop.set()
 
-
     def _state(self, names, machine_configs, absent=()):
         pools = self.list(mcfg.API_VERSION, "MachineConfigPool")[0]
         nodes = self.list("v1", "Node")[0]

@@ -321,7 +321,7 @@ class OlmOperator(CgpuModule):
             if p["approval"] != "Automatic":
                 raise
             # Automatic approval upgrades past any pin by design: report it, do not fight OLM.
-            self.warn("approval is Automatic: " + str(exc).split(":")[0])
+            self.warn("approval is Automatic: " + str(exc).split(":", maxsplit=1)[0])
             steps = []
 
         groups = self.list(OLM_V1, "OperatorGroup", namespace=self.namespace)[0]

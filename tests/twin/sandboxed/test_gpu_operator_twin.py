@@ -173,5 +173,5 @@ def test_only_the_oldest_policy_counts_and_kubevirt_mode_deploys_no_cc_manager()
     assert gpuop.honoured([b, a])["metadata"]["name"] == "b"
     kubevirt = cluster_policy()
     kubevirt["spec"]["sandboxWorkloads"]["mode"] = "kubevirt"
-    names = {ds for _, ds, *_ in gpuop.enabled_operands(kubevirt)}
+    names = {operand[1] for operand in gpuop.enabled_operands(kubevirt)}
     assert "nvidia-cc-manager" not in names and "nvidia-sandbox-device-plugin-daemonset" in names

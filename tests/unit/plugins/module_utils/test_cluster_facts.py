@@ -63,9 +63,9 @@ def test_a_ready_cluster_has_nothing_missing():
     assert facts["nodes"][0]["pgpu_allocatable"] == 1
     assert [o["package"] for o in facts["operators"]] == [
         "gpu-operator-certified", "nfd", "sandboxed-containers-operator", "trustee-operator"]
-    assert facts["runtime_classes"][1] == {"name": "kata-cc-nvidia-gpu", "handler": "kata-tdx-nvidia-gpu",
-                                          "node_selector": {"nvidia.com/cc.mode.state": "on"},
-                                          "overhead": {"cpu": "250m"}}
+    assert facts["runtime_classes"][1] == {
+        "name": "kata-cc-nvidia-gpu", "handler": "kata-tdx-nvidia-gpu",
+        "node_selector": {"nvidia.com/cc.mode.state": "on"}, "overhead": {"cpu": "250m"}}
 
 
 def test_old_openshift_and_two_tee_types_are_named():

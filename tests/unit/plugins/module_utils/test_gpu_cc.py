@@ -87,11 +87,11 @@ def test_progress_done_failed_and_seen():
     nodes = [node("w-0", state="on"), node("w-1", state="off"), node("w-2", state="failed")]
     done, failed, seen = gpu_cc.progress(nodes, ["w-0", "w-1"], "on")
     assert (done, failed) == (False, {}) and seen == "w-0: on, w-1: off"
-    done, failed, _ = gpu_cc.progress(nodes, ["w-0", "w-2"], "on")
+    done, failed, seen = gpu_cc.progress(nodes, ["w-0", "w-2"], "on")
     assert not done and failed == {"w-2": "failed"}
-    done, failed, _ = gpu_cc.progress(nodes, ["w-0"], "on")
+    done, failed, seen = gpu_cc.progress(nodes, ["w-0"], "on")
     assert done and not failed
-    done, _, seen = gpu_cc.progress(nodes, ["w-9"], "on")
+    done, failed, seen = gpu_cc.progress(nodes, ["w-9"], "on")
     assert not done and seen == "w-9: no state yet"
 
 
