@@ -159,30 +159,10 @@ def _brief(seen):
 
 
 def cluster_policy(name="gpu-cluster-policy", default_mode="on", alias=True):
-    """The ClusterPolicy for OSC confidential GPUs (operators.md §5.1)."""
-    return {
-        "apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy", "metadata": {"name": name},
-        "spec": {
-            "sandboxWorkloads": {"enabled": True, "defaultWorkload": "vm-passthrough", "mode": "kata"},
-            "ccManager": {"enabled": True, "defaultMode": default_mode},
-            "kataSandboxDevicePlugin": {"enabled": True, "env": [{"name": "P_GPU_ALIAS", "value": "pgpu"},
-                                                                 {"name": "NVSWITCH_ALIAS", "value": "nvswitch"}]
-                                        if alias else []},
-            "vfioManager": {"enabled": True, "env": [{"name": "BIND_NVSWITCHES", "value": "true"}]},
-            "kataManager": {"enabled": False},
-            "cdi": {"enabled": True, "default": False, "nriPluginEnabled": False},
-            "driver": {"enabled": False},
-            "toolkit": {"enabled": False, "installDir": "/usr/local/nvidia"},
-            "devicePlugin": {"enabled": False},
-            "dcgm": {"enabled": False},
-            "dcgmExporter": {"enabled": False},
-            "gfd": {"enabled": True},
-            "migManager": {"enabled": False},
-            "vgpuManager": {"enabled": False},
-            "vgpuDeviceManager": {"enabled": False},
-            "nodeStatusExporter": {"enabled": True},
-            "operator": {"defaultRuntime": "crio", "runtimeClass": "nvidia", "use_ocp_driver_toolkit": True},
-            "validator": {"plugin": {"env": [{"name": "WITH_WORKLOAD", "value": "false"}]}},
-            "daemonsets": {"updateStrategy": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "1"}},
-        },
-    }
+    """The ClusterPolicy the gpu_operator role renders (26.3), optionally without the pgpu alias."""
+    from ansible_collections.confidential.gpu.plugins.module_utils import gpu_operator as rendering
+
+    policy = rendering.cluster_policy("26.3.3", name=name, cc_mode=default_mode)
+    if not alias:
+        policy["spec"]["kataSandboxDevicePlugin"]["env"] = []
+    return policy
