@@ -115,10 +115,12 @@ class Cluster:
             for kind, node in kube.watch(nodes_path, version, timeout_seconds=max(1, min(10, int(remaining)))):
                 if kind == "ERROR":
                     break
+                version = node["metadata"].get("resourceVersion", version)
+                if kind == "BOOKMARK":  # only a resourceVersion, no object (large lists send them)
+                    continue
                 name = node["metadata"]["name"]
                 (ready.add if _ready(node) else ready.discard)(name)
                 seen = f"{name} {'Ready' if _ready(node) else 'not Ready'}"
-                version = node["metadata"]["resourceVersion"]
                 if want <= ready:
                     break
         sa_path = path("v1", "serviceaccounts", namespace="default")
@@ -127,7 +129,7 @@ class Cluster:
             return
         for kind, sa in kube.watch(sa_path, listing["metadata"]["resourceVersion"],
                                    timeout_seconds=max(1, int(deadline - time.monotonic()))):
-            if sa["metadata"]["name"] == "default":
+            if kind != "BOOKMARK" and sa["metadata"].get("name") == "default":
                 return
         raise RuntimeError("kube-controller-manager did not create the default ServiceAccount in time")
 

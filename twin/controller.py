@@ -65,7 +65,10 @@ class Informer:
             try:
                 listing = self.kube.list(self.path, labelSelector=self.label_selector)
             except ApiError as exc:
-                if exc.status == 404:  # the CRD is not installed (yet): wait for it to appear
+                if exc.status == 404:
+                    # The CRD is not installed (yet): the cache is truly empty, so it counts as synced
+                    # (controllers reading it may start); list again until the kind appears.
+                    self.synced.set()
                     self._stop.wait(1.0)
                     continue
                 log.warning("list %s failed: %s", self.plural, exc)
@@ -110,19 +113,30 @@ class Informer:
 
 
 class WorkQueue:
-    """Deduplicating queue with delayed re-adds (the requeue-after of controller-runtime)."""
+    """Deduplicating queue with delayed re-adds (the requeue-after of controller-runtime).
+
+    As client-go's delaying queue does, a key waits at most once: adding it again with a later
+    time keeps the earlier one, an earlier time replaces it (``waitingForQueue`` in
+    client-go ``util/workqueue/delaying_queue.go``), so a key requeued on every event does not pile up.
+    """
 
     def __init__(self):
         self._cond = threading.Condition()
         self._ready = []
         self._queued = set()
         self._delayed = []
+        self._due = {}  # key -> the time it is due; heap entries with another time are stale
 
     def add(self, key, after=0.0):
         with self._cond:
             if after > 0:
-                heapq.heappush(self._delayed, (time.monotonic() + after, key))
+                due = time.monotonic() + after
+                if key in self._queued or self._due.get(key, due + 1) <= due:
+                    return
+                self._due[key] = due
+                heapq.heappush(self._delayed, (due, key))
             elif key not in self._queued:
+                self._due.pop(key, None)  # queued now: a pending delayed add is redundant
                 self._queued.add(key)
                 self._ready.append(key)
             self._cond.notify()
@@ -132,7 +146,10 @@ class WorkQueue:
             while not stop.is_set():
                 now = time.monotonic()
                 while self._delayed and self._delayed[0][0] <= now:
-                    _, key = heapq.heappop(self._delayed)
+                    due, key = heapq.heappop(self._delayed)
+                    if self._due.get(key) != due:
+                        continue  # superseded by an earlier time, or queued meanwhile
+                    del self._due[key]
                     if key not in self._queued:
                         self._queued.add(key)
                         self._ready.append(key)
@@ -184,7 +201,21 @@ class Controller:
     def cache(self, api_version, plural):
         return self.manager.informer(api_version, plural)
 
+    def _own_informers(self):
+        kinds = list(self.watches)
+        if self.plural:
+            kinds.insert(0, (self.api_version, self.plural))
+        return [self.manager.informer(api_version, plural) for api_version, plural in kinds]
+
     def run(self, stop):
+        # controller-runtime starts a controller's workers only once its caches have synced
+        # (``WaitForCacheSync`` in ``pkg/internal/controller/controller.go``): a reconcile must not
+        # read a half-filled cache and act on "nothing exists". A kind whose CRD is not installed
+        # counts as synced (empty), see Informer.run.
+        for informer in self._own_informers():
+            while not informer.synced.wait(1.0):
+                if stop.is_set():
+                    return
         while not stop.is_set():
             key = self.queue.get(stop)
             if key is None:
@@ -215,20 +246,27 @@ class Manager:
         self.controllers = []
         self.stop = threading.Event()
         self.threads = []
+        self.started = False
+        self._lock = threading.RLock()
 
     def informer(self, api_version, plural):
         key = (api_version, plural)
-        if key not in self.informers:
-            self.informers[key] = Informer(self.world.kube, api_version, plural)
-        return self.informers[key]
+        with self._lock:
+            if key not in self.informers:
+                self.informers[key] = Informer(self.world.kube, api_version, plural)
+                if self.started:  # asked for from a reconcile: it must run, or its cache stays empty
+                    self._thread(self.informers[key].run, f"informer-{plural}")
+            return self.informers[key]
 
     def add(self, controller):
         controller.setup(self)
         self.controllers.append(controller)
 
     def start(self):
-        for informer in self.informers.values():
-            self._thread(informer.run, f"informer-{informer.plural}")
+        with self._lock:
+            self.started = True
+            for informer in self.informers.values():
+                self._thread(informer.run, f"informer-{informer.plural}")
         for controller in self.controllers:
             self._thread(lambda c=controller: c.run(self.stop), f"controller-{controller.name}")
 

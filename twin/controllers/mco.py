@@ -87,7 +87,8 @@ def _merge_named(base, extra, key):
 
 def render(configs):
     """The rendered spec of a pool from its MachineConfigs (the MCO's MergeMachineConfigs)."""
-    configs = sorted(configs, key=lambda mc: mc["metadata"]["name"])
+    # A copy: the MachineConfigs come from the informer's cache, which must never be changed in place.
+    configs = copy.deepcopy(sorted(configs, key=lambda mc: mc["metadata"]["name"]))
     ignition = {"ignition": {"version": IGNITION_VERSION}, "storage": {"files": []}, "systemd": {"units": []},
                 "passwd": {"users": []}}
     kargs, extensions = [], []
@@ -291,8 +292,6 @@ class PoolController(Controller):
 
     def reconcile(self, key):
         _, name = key
-        if not all(self.cache(*kind).synced.is_set() for kind in self.watches):
-            return 0.2  # rendering from a half-listed cache would target a config missing MachineConfigs
         pool = self.cache(MC_API, "machineconfigpools").get(name)
         if pool is None or pool["metadata"].get("deletionTimestamp"):
             return None

@@ -436,8 +436,12 @@ class KataConfigController(Controller):
     def _write_status(self, kc, status):
         if status == (kc.get("status") or {}):
             return
-        self.kube.merge_patch(path(KC_API, KC_PLURAL, kc["metadata"]["name"], subresource="status"),
-                              {"status": status})
+        # The OSC operator writes status with Status().Update (openshift/sandboxed-containers-operator
+        # controllers/openshift_controller.go, Reconcile): the whole status is replaced, so a list that emptied
+        # (a node no longer failing) is gone. A merge patch would keep the stale key.
+        body = copy.deepcopy(kc)
+        body["status"] = status
+        self.kube.replace(path(KC_API, KC_PLURAL, kc["metadata"]["name"], subresource="status"), body)
 
     def _uninstall(self, kc):
         """Remove what the KataConfig brought; the pool's rollout back is the MCO's business."""
