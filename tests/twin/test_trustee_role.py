@@ -214,3 +214,49 @@ def test_role_sets_the_nvidia_verifier_remote_on_an_operator_without_it(twin_fac
                    "default/attestation-status/status")
     assert got.claims["submods"]["gpu0"]["ear.status"] == "affirming"
     assert got.value == b"success"
+
+
+def _secret_data(handle, name):
+    return (handle.kube.get_or_none(path("v1", "secrets", name, NS)) or {}).get("data") or {}
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11: the role relies on the operator re-copying its split TLS secrets")
+def test_a_new_pki_reaches_the_kbs_through_the_operators_split_secrets(twin, run_playbook, tmp_path):
+    """The real operator copies its TLS sources into ``<N>-https-*``/``<N>-attestation-*`` once and keeps them.
+
+    openshift/trustee-operator internal/controller/trusteeconfig_controller.go createOrUpdateHttpsKeySecret and
+    friends: an existing half is "preserved"; so a new certificate reaches the KBS only when the role deletes the
+    stale halves and the operator recreates them, and the KBS pods then restart with them.
+    """
+    profile = _profile(twin)
+    sources, node = _reference_values_file(tmp_path, profile)
+    secret_value = "pki-" + secrets.token_hex(8)
+    role_vars = {"trustee_resources": [{"name": "kbsres1", "data": {"key1": secret_value}}],
+                 "trustee_reference_values_sources": [sources], "trustee_tee": "tdx",
+                 "trustee_kbs_resolve": _resolve_for(twin), "trustee_wait_timeout": 240}
+    _outputs(run_playbook(_playbook(role_vars), env=twin.env()))
+    # A new CA, KBS certificate and token signer: what a rotation (or a lost CA secret) does.
+    for name in ("trustee-kbs-ca", "kbs-tls-secret", "kbs-attestation-token-secret"):
+        twin.kube.delete(path("v1", "secrets", name, NS))
+    with twin.audit.window(user="admin") as window:
+        run = run_playbook(_playbook(role_vars), env=twin.env())
+    out = _outputs(run)
+    deleted = {w["objectRef"]["name"] for w in window.writes
+               if w["verb"] == "delete" and w["objectRef"].get("resource") == "secrets"}
+    halves = {"trustee-config-https-key-secret", "trustee-config-https-cert-secret",
+              "trustee-config-attestation-key-secret", "trustee-config-attestation-cert-secret"}
+    assert halves <= deleted, f"the role did not delete the operator's stale split secrets: {sorted(deleted)}"
+    assert _secret_data(twin, "trustee-config-https-cert-secret")["certificate"] == \
+        _secret_data(twin, "kbs-tls-secret")["tls.crt"]
+    assert _secret_data(twin, "trustee-config-attestation-cert-secret")["token.crt"] == \
+        _secret_data(twin, "kbs-attestation-token-secret")["tls.crt"]
+    assert _result(run, "Check the KBS from the client's side (route, TLS against our CA, /kbs/v0/auth)")[
+        "tls"]["verified"]
+    template = twin.kube.get(path("apps/v1", "deployments", "trustee-deployment", NS))["spec"]["template"]
+    annotations = template["metadata"].get("annotations") or {}
+    if "kbs.confidentialcontainers.org/configmap-versions" in annotations:
+        # An operator that rolls its pods on ConfigMap changes reverts foreign template edits: none is made.
+        assert "kubectl.kubernetes.io/restartedAt" not in annotations
+    toml = initdata.render(out["url"], kbs_cert=out["ca"])
+    got = Attested(out["url"], out["ca"], dns.entries(twin.kube), node, profile, toml, "default/kbsres1/key1")
+    assert got.value == secret_value.encode()

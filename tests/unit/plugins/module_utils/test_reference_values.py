@@ -188,6 +188,13 @@ def test_format_follows_the_existing_key_then_the_version(keys, version, expecte
     assert rv.choose_format(keys, version) == expected
 
 
+@pytest.mark.xfail(strict=True, reason="issue 11: auto picks kv (plain objects) for the reference_value key")
+def test_the_reference_value_key_gets_base64_records_as_upstream_localjson_reads_it():
+    # trustee deps/key-value-storage/src/local_json/mod.rs LocalJson::get: HashMap<String, String>, URL_SAFE base64.
+    assert rv.choose_format(["reference_value"]) == ("kv-base64", "reference_value")
+    assert rv.choose_format([], "0.19.0") == ("kv-base64", "reference_value")
+
+
 def test_format_rejects_a_version_that_is_not_one():
     with pytest.raises(ReferenceValueError, match="trustee_version"):
         rv.choose_format([], "latest")

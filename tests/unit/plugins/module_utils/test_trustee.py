@@ -85,6 +85,15 @@ def test_egress_follows_the_configuration():
     assert offline["nvidia_verifier"] == "Local"
 
 
+@pytest.mark.xfail(strict=True, reason="issue 11: summary() reads tdx_verifier; the operator writes dcap_verifier")
+def test_the_intel_collateral_service_is_read_from_the_dcap_verifier_table():
+    # The table the operator's kbs-config-restricted.toml names (shared/trustee/operator-templates).
+    text = ('[attestation_service.verifier_config.dcap_verifier]\n'
+            'collateral_service = "https://pccs.example.com/sgx/certification/v4/"\n')
+    intel = [e for e in t.summary(text)["egress"] if e["service"] == "Intel PCS"]
+    assert [e["url"] for e in intel] == ["https://pccs.example.com/sgx/certification/v4/"]
+
+
 def test_route_state():
     assert t.route_state(None)[0] is False
     pending = {"spec": {"host": "kbs.apps.x", "tls": {"termination": "passthrough"}}}
