@@ -126,7 +126,9 @@ def summary(text):
     nvidia_type = str(nvidia.get("type") or "Local")
     snp_sources = [str((s or {}).get("type")) for s in (verifiers.get("snp_verifier") or {}).get("vcek_sources") or []]
     signer = (service.get("attestation_token_broker") or {}).get("signer") or {}
-    pcs = (verifiers.get("tdx_verifier") or {}).get("collateral_service") or INTEL_PCS_URL
+    # The operator names Intel's collateral service in [attestation_service.verifier_config.dcap_verifier]
+    # (openshift/trustee-operator config/templates/kbs-config-restricted.toml).
+    pcs = (verifiers.get("dcap_verifier") or {}).get("collateral_service") or INTEL_PCS_URL
     egress = []
     if nvidia_type.lower() == "remote":
         egress.append({"service": "NVIDIA NRAS", "url": nvidia.get("verifier_url") or NRAS_URL,

@@ -27,7 +27,7 @@ insecure_http = false
 # chosen during the pilot
 type = "Local"
 
-[attestation_service.verifier_config.tdx_verifier]
+[attestation_service.verifier_config.dcap_verifier]
 collateral_service = "https://pccs.example.com/sgx/certification/v4/"
 """
 
@@ -85,7 +85,6 @@ def test_egress_follows_the_configuration():
     assert offline["nvidia_verifier"] == "Local"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: summary() reads tdx_verifier; the operator writes dcap_verifier")
 def test_the_intel_collateral_service_is_read_from_the_dcap_verifier_table():
     # The table the operator's kbs-config-restricted.toml names (shared/trustee/operator-templates).
     text = ('[attestation_service.verifier_config.dcap_verifier]\n'
