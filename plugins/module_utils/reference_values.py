@@ -7,9 +7,13 @@ PRIVATE to this collection. Facts from shared/reference/attestation.md, section 
 
 * veritas writes a ConfigMap whose ``reference-values.json`` key holds a JSON list of
   ``{"name", "expiration", "value"}``; trustee <= v0.13 used ``"hash-value": [{"alg", "value"}]``.
-* Trustee operator >= v0.19 reads the key ``reference_value`` instead: an object keyed by name
-  (the operator sample is ``{"svn": {"expiration": ..., "value": 1}}``; trustee HEAD's KV backend
-  stores base64url(JSON(ReferenceValue)) per key, hence the ``kv-base64`` writer).
+* Trustee operator >= v0.19 (Red Hat build 1.2) creates the key ``reference_value`` (``{}``) instead.
+  Upstream's RVPS reads it with its ``LocalJson`` store (trustee
+  ``deps/key-value-storage/src/local_json/mod.rs``, ``LocalJson::get``): a JSON object of strings,
+  each the URL-safe, padded base64 of a JSON ``{"name", "expiration", "value"}`` record (the
+  operator's own e2e ``05-rvps-reference-values.yaml``). A plain JSON object there fails to
+  deserialise and every attestation errors, so that key is only ever written as ``kv-base64``.
+  Plain objects are still *read* (a ConfigMap an older release wrote), so the next write repairs it.
 * Policies test ``x in query_reference_value(name)``, so values are lists; the SNP
   configuration names are compared with ``==`` and must stay scalars.
 
@@ -50,6 +54,7 @@ __all__ = [
     "check_completeness",
     "choose_format",
     "configmap_name",
+    "data_key",
     "dump",
     "expired",
     "load",
@@ -59,7 +64,7 @@ __all__ = [
 
 KEY_LIST = "reference-values.json"
 KEY_KV = "reference_value"
-FORMATS = ("list", "kv", "kv-base64")
+FORMATS = ("list", "kv-base64")
 EXPIRATION_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # veritas' choice; our own values get this unless told otherwise.
 DEFAULT_EXPIRATION = "2099-12-31T00:00:00Z"
@@ -311,32 +316,40 @@ def _version_tuple(version):
 def choose_format(existing_keys=(), trustee_version: str | None = None) -> tuple:
     """``(format, data key)``: the existing ConfigMap's key wins, then the Trustee operator version.
 
-    Without either, the list format under ``reference-values.json`` (what veritas writes and the
-    operator README documents).
+    The ``reference_value`` key always gets ``kv-base64`` (the only shape upstream's LocalJson store
+    reads). Without a key or a version, the list format under ``reference-values.json`` (what veritas
+    writes and the 1.1 operator reads).
     """
     keys = set(existing_keys or ())
     if KEY_KV in keys and KEY_LIST not in keys:
-        return "kv", KEY_KV
+        return "kv-base64", KEY_KV
     if KEY_LIST in keys:
         return "list", KEY_LIST
     version = _version_tuple(trustee_version)
     if trustee_version is not None and version is None:
         raise ReferenceValueError("trustee_version: {0!r} is not a version like 0.19.0".format(trustee_version))
     if version is not None and version >= KV_SINCE:
-        return "kv", KEY_KV
+        return "kv-base64", KEY_KV
     return "list", KEY_LIST
 
 
+def data_key(fmt: str) -> str:
+    """The ConfigMap key a format is written under."""
+    return KEY_LIST if fmt == "list" else KEY_KV
+
+
 def dump(rvs: dict, fmt: str = "list") -> str:
-    """The ConfigMap value in ``fmt``: ``list``, ``kv`` (operator sample) or ``kv-base64`` (trustee KV backend)."""
+    """The ConfigMap value in ``fmt``: ``list`` (``reference-values.json``) or ``kv-base64`` (``reference_value``)."""
+    if fmt == "kv":
+        raise ReferenceValueError(
+            "format: 'kv' (plain JSON objects under reference_value) is not written: upstream Trustee's LocalJson "
+            "store reads that key only as base64 records and every attestation would fail; use kv-base64")
     if fmt not in FORMATS:
         raise ReferenceValueError("format: {0!r} is not one of {1}".format(fmt, ", ".join(FORMATS)))
     rvs = merge(rvs)
     names = sorted(rvs)
     if fmt == "list":
         body = [{"name": n, "expiration": rvs[n]["expiration"], "value": rvs[n]["value"]} for n in names]
-    elif fmt == "kv":
-        body = {n: {"expiration": rvs[n]["expiration"], "value": rvs[n]["value"]} for n in names}
     else:
         body = {}
         for n in names:

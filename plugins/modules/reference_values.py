@@ -17,7 +17,7 @@ description:
     several OpenShift versions into one list per name, optionally adds an C(init_data) value that pins the pods'
     initdata, and writes the result to the C(<trusteeconfig>-rvps-reference-values) ConfigMap.
   - Writes the shape the installed Trustee reads, chosen from the key the ConfigMap already has
-    (C(reference-values.json) list or C(reference_value) object) or from O(trustee_version).
+    (C(reference-values.json) list, or C(reference_value) base64 records) or from O(trustee_version).
   - Keeps entries it does not own (recorded in the annotation C(confidential.gpu/owned-reference-values)) unless
     O(keep_unowned=false).
   - With O(tee), checks the values against what Trustee's default CPU and GPU policies read and reports, per AR4SI
@@ -83,9 +83,13 @@ options:
     description:
       - V(auto) keeps the ConfigMap's existing key, else follows O(trustee_version) (0.19.0 and later read
         C(reference_value)), else writes the C(reference-values.json) list.
-      - V(kv-base64) writes C(reference_value) entries as base64url JSON records, as Trustee's KV backend stores them.
+      - V(list) writes the C(reference-values.json) list (Trustee operator 1.1 and veritas).
+      - V(kv-base64) writes C(reference_value) as a JSON object of URL-safe base64 C({name, expiration, value})
+        records, the only shape upstream's RVPS C(LocalJson) store reads under that key (the 1.2 operator creates it).
+      - There is no plain-object format: JSON objects under C(reference_value) make every attestation fail
+        upstream. Plain objects found there (written by an earlier release) are read and rewritten as records.
     type: str
-    choices: [auto, list, kv, kv-base64]
+    choices: [auto, list, kv-base64]
     default: auto
   trustee_version:
     description: Upstream Trustee (operator) version, to choose the format and the TDX hardware names (0.17 and earlier also read C(mr_seam), C(tcb_svn)).
@@ -103,8 +107,9 @@ requirements:
   - kubernetes >= 24.2.0
   - PyYAML
 notes:
-  - The KBS reads the values at start; from Trustee operator 0.19 the ConfigMap is mounted with C(subPath), which never
-    updates in a running pod. Restart the KBS deployment after a change.
+  - The KBS reads the values at start. Trustee operator 1.2 rolls its KBS pods when this ConfigMap changes
+    (the C(kbs.confidentialcontainers.org/configmap-versions) pod annotation); with 1.1 restart the KBS deployment
+    after a change (the M(confidential.gpu.trustee_info) wait and the trustee role do the right thing for both).
   - Values are lists (policies test membership with C(in)); the SNP configuration names the default policy compares
     with C(==) stay single values.
 seealso:
@@ -156,7 +161,7 @@ data_key:
   type: str
   sample: reference-values.json
 format:
-  description: C(list), C(kv) or C(kv-base64).
+  description: C(list) or C(kv-base64).
   returned: always
   type: str
 completeness:
@@ -176,6 +181,7 @@ from ansible_collections.confidential.gpu.plugins.module_utils.reference_values 
     check_completeness,
     choose_format,
     configmap_name,
+    data_key,
     dump,
     load,
     merge,
@@ -196,7 +202,7 @@ def argspec():
         tee=dict(type="str", choices=["tdx", "snp"]),
         gpu=dict(type="bool", default=True),
         expiration=dict(type="str"),
-        format=dict(type="str", choices=["auto", "list", "kv", "kv-base64"], default="auto"),
+        format=dict(type="str", choices=["auto", "list", "kv-base64"], default="auto"),
         trustee_version=dict(type="str"),
         keep_unowned=dict(type="bool", default=True),
         fail_on_incomplete=dict(type="bool", default=False),
@@ -231,7 +237,7 @@ def plan(params, existing):
         fmt, key = choose_format(data.keys(), params["trustee_version"])
     else:
         fmt = params["format"]
-        key = "reference-values.json" if fmt == "list" else "reference_value"
+        key = data_key(fmt)
     current = load(data[key], where="existing ConfigMap data[{0}]".format(key)) if data.get(key) else {}
     previously = [n for n in annotations.get(OWNED_ANNOTATION, "").split(",") if n]
     merged, owned = merge_owned(current, ours, previously_owned=previously, keep_unowned=params["keep_unowned"])

@@ -159,9 +159,9 @@ def test_dump_list_format():
     ]
 
 
-def test_dump_kv_format_is_the_operator_sample_shape():
-    text = rv.dump({"svn": {"value": [1], "expiration": "2099-12-31T00:00:00Z"}}, "kv")
-    assert json.loads(text) == {"svn": {"expiration": "2099-12-31T00:00:00Z", "value": [1]}}
+def test_plain_objects_are_never_written_under_reference_value():
+    with pytest.raises(ReferenceValueError, match="LocalJson store reads that key only as base64 records"):
+        rv.dump({"svn": {"value": [1], "expiration": "2099-12-31T00:00:00Z"}}, "kv")
 
 
 def test_dump_kv_base64_entries_are_base64url_reference_values():
@@ -172,15 +172,15 @@ def test_dump_kv_base64_entries_are_base64url_reference_values():
 
 
 def test_dump_rejects_unknown_formats():
-    with pytest.raises(ReferenceValueError, match="list, kv, kv-base64"):
+    with pytest.raises(ReferenceValueError, match="list, kv-base64"):
         rv.dump({}, "yaml")
 
 
 @pytest.mark.parametrize("keys,version,expected", [
-    (["reference_value"], None, ("kv", "reference_value")),
+    (["reference_value"], None, ("kv-base64", "reference_value")),
     (["reference-values.json"], "0.19.0", ("list", "reference-values.json")),
-    ([], "0.19.0", ("kv", "reference_value")),
-    ([], "v0.20.1", ("kv", "reference_value")),
+    ([], "0.19.0", ("kv-base64", "reference_value")),
+    ([], "v0.20.1", ("kv-base64", "reference_value")),
     ([], "0.18.0", ("list", "reference-values.json")),
     ([], None, ("list", "reference-values.json")),
 ])
@@ -188,7 +188,6 @@ def test_format_follows_the_existing_key_then_the_version(keys, version, expecte
     assert rv.choose_format(keys, version) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: auto picks kv (plain objects) for the reference_value key")
 def test_the_reference_value_key_gets_base64_records_as_upstream_localjson_reads_it():
     # trustee deps/key-value-storage/src/local_json/mod.rs LocalJson::get: HashMap<String, String>, URL_SAFE base64.
     assert rv.choose_format(["reference_value"]) == ("kv-base64", "reference_value")

@@ -6,6 +6,7 @@ run against the twin in tests/integration/targets)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import pathlib
 
@@ -89,9 +90,39 @@ def test_plan_keeps_the_existing_key_and_others_entries(tmp_path):
                     "theirs": {"expiration": "2099-12-31T00:00:00Z", "value": ["t"]},
                     "old_ours": {"expiration": "2099-12-31T00:00:00Z", "value": ["o"]}})}}
     key, value, annotations, facts = rv_module.plan(rv_params(tmp_path, tee="tdx"), existing)
-    assert (key, facts["format"]) == ("reference_value", "kv")
-    assert sorted(json.loads(value)) == ["mr_td", "theirs", "xfam"]
+    # Plain objects an earlier release wrote there are read, and rewritten as the records upstream reads.
+    assert (key, facts["format"]) == ("reference_value", "kv-base64")
+    assert sorted(upstream_local_json(value)) == ["mr_td", "theirs", "xfam"]
+    assert upstream_local_json(value)["theirs"] == {"name": "theirs", "expiration": "2099-12-31T00:00:00Z",
+                                                    "value": ["t"], "version": "0.1.0"}
     assert facts["completeness"]["groups"][0]["group"] == "executables"
+
+
+def upstream_local_json(text):
+    """Records as upstream's RVPS reads the reference_value key, or an AssertionError where it would fail.
+
+    trustee deps/key-value-storage/src/local_json/mod.rs LocalJson::get: serde_json into
+    HashMap<String, String>, then base64 URL_SAFE (padded) decode of the value; the RVPS then parses the
+    bytes as a JSON ReferenceValue record.
+    """
+    items = json.loads(text)
+    assert isinstance(items, dict) and all(isinstance(v, str) for v in items.values()), \
+        "not a HashMap<String, String>: upstream fails to deserialise it"
+    records = {}
+    for name, encoded in items.items():
+        assert len(encoded) % 4 == 0 and set(encoded) <= set(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_="), f"{name}: not padded URL-safe base64"
+        record = json.loads(base64.urlsafe_b64decode(encoded))
+        assert {"name", "expiration", "value"} <= set(record) and record["name"] == name
+        records[name] = record
+    return records
+
+
+def test_plan_refuses_plain_objects_for_the_reference_value_key(tmp_path):
+    with pytest.raises(ValueError):
+        rv_module.argspec()["format"]["choices"].index("kv")
+    with pytest.raises(ReferenceValueError, match="use kv-base64"):
+        rv_module.plan(rv_params(tmp_path, format="kv"), None)
 
 
 def test_plan_refuses_initdata_without_tee_and_nothing_at_all(tmp_path):
