@@ -13,7 +13,7 @@ from . import build, crds, profile as profiles
 from .controlplane import ControlPlane, alive, parent_death_signal
 from .kube import Kube, path
 from .paths import state_root
-from .controllers import seed_all as seed_plugins
+from .controllers import seed_all as seed_controllers
 from .seed import seed
 
 
@@ -74,7 +74,7 @@ class Cluster:
             kube = self.kube("twin")
             crds.install(kube, crds.definitions(conformance))
             seed(kube, spec, info["ports"]["kubelet"])
-            seed_plugins(kube, spec)
+            seed_controllers(kube, spec)
             self._start_runtime()
             self._wait_settled(kube, spec, deadline=time.monotonic() + 120)
         except BaseException:

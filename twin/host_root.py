@@ -1,11 +1,13 @@
 # Copyright: (c) 2026, confidential.gpu contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Write a fake host root that :func:`host_facts.collect` reads like a real one.
+"""Write a fake host root that the collection's ``host_facts.collect`` reads like a real one.
 
-PRIVATE to this collection. The twin cluster's simulated nodes and the unit tests describe a host
-in a small dict and get the files that a real kernel would show, so the facts code under test is
-the very code that runs on real hosts. Only file writing happens here.
+Part of the twin (simulated hardware), not of the collection: it lived in the collection's ``module_utils``
+until the twin stopped importing the collection. The twin's simulated nodes (``twin.controllers.probe``)
+and the collection's unit tests describe a host in a small dict and get the files that a real kernel
+would show, so the facts code under test is the very code that runs on real hosts. Only file
+writing happens here.
 
 Spec keys (all optional):
 

@@ -6,14 +6,13 @@ then runs the container's command with ``python3`` standing for this interpreter
 packages (the probe needs only the standard library, as in a UBI image). The host's ``/`` is a
 directory written from the node's Host as it is *now*: CPU flags, kernel command line, kvm module
 parameters, IOMMU groups, GPUs and their drivers, the files MachineConfigs wrote, the modules
-loaded at boot and the kernel log in ``/dev/kmsg`` form. The writing of the ordinary files is the
-collection's own ``host_root.render_root``; what it does not cover (MachineConfig files,
-``/proc/modules``, ``/dev/kmsg``) is added here.
+loaded at boot and the kernel log in ``/dev/kmsg`` form. The writing of the ordinary files is
+``twin.host_root.render_root`` (the same writer the collection's host_facts unit tests use); what it
+does not cover (MachineConfig files, ``/proc/modules``, ``/dev/kmsg``) is added here.
 
 So the code under test is the very code a real node runs; only the host is simulated.
 """
 
-import importlib.util
 import logging
 import os
 import subprocess
@@ -21,23 +20,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .. import workloads
+from .. import host_root, workloads
 from ..kube import path
 
 log = logging.getLogger("twin.probe")
 
-REPO = Path(__file__).resolve().parents[2]
 APP = "cgpu-node-probe"
 KERNEL_RELEASE = "5.14.0-570.el9_6.x86_64"
 NIC = {"pci_address": "0000:01:00.0", "vendor_id": 0x8086, "device_id": 0x1593, "class": 0x020000, "driver": "ice"}
-
-
-def _host_root_module():
-    # Loaded by file path: the twin must not depend on how ansible_collections is laid out here.
-    spec = importlib.util.spec_from_file_location("cgpu_host_root", REPO / "plugins" / "module_utils" / "host_root.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def host_spec(host):
@@ -128,7 +118,7 @@ def loaded_modules(host):
 
 def render_host(root, host, render_root=None):
     """Write the node's current host state under ``root``."""
-    render_root = render_root or _host_root_module().render_root
+    render_root = render_root or host_root.render_root
     render_root(str(root), host_spec(host))
     for file, text in host.files.items():
         target = Path(root) / file.lstrip("/")
@@ -146,15 +136,10 @@ class NodeProbe(workloads.Workload):
 
     name = "node-probe"
 
-    def __init__(self):
-        self._render_root = None
-
     def claims(self, ctx):
         return (ctx.pod["metadata"].get("labels") or {}).get("app.kubernetes.io/name") == APP
 
     def run(self, ctx):
-        if self._render_root is None:
-            self._render_root = _host_root_module().render_root
         container = ctx.container
         volumes = {v["name"]: v for v in ctx.pod["spec"].get("volumes") or []}
         with tempfile.TemporaryDirectory(prefix="twin-probe-") as tmp:
@@ -163,7 +148,7 @@ class NodeProbe(workloads.Workload):
                 volume = volumes.get(mount["name"]) or {}
                 local = Path(tmp) / "volumes" / mount["name"]
                 if "hostPath" in volume:
-                    render_host(local, ctx.host, self._render_root)
+                    render_host(local, ctx.host)
                     local = local / volume["hostPath"]["path"].lstrip("/")
                 elif "configMap" in volume:
                     error = self._configmap(ctx, volume["configMap"], local)

@@ -15,7 +15,7 @@ import shutil
 import pytest
 
 from ansible_collections.confidential.gpu.plugins.module_utils import host_facts
-from ansible_collections.confidential.gpu.plugins.module_utils.host_root import render_root
+from twin.host_root import render_root  # the twin's fake-root writer: tests may use the twin
 
 H200 = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "hosts" / "h200-lent"
 
