@@ -383,13 +383,19 @@ class GuestVM:
 
 
 def launch(host_spec: dict, ocp_version: str, initdata_toml: str = None, gpus=None, **kwargs) -> GuestVM:
-    """Launch a VM the way the kata shim does: the initdata digest, TEE-bound, goes into the hardware."""
+    """Launch a VM the way the kata shim does: the initdata digest, TEE-bound, goes into the hardware.
+
+    The register value follows upstream (``twin.initdata``: kata ``govmm/qemu/qemu.go``
+    ``adjustProperLength``), never the collection's code, so a collection bug shows as a mismatch.
+    """
     binding = None
     if initdata_toml is not None:
-        from plugins.module_utils import initdata  # the collection's own rules, not a copy of them
+        from . import initdata
 
         tee = (host_spec.get("tee") or {}).get("type")
-        binding = initdata.tee_binding(initdata.digest(initdata_toml), tee)
+        if tee not in initdata.REGISTER_BYTES:
+            raise ValueError(f"host {host_spec.get('name')!r} has no TEE (tee.type={tee!r}) to bind initdata to")
+        binding = initdata.binding(initdata_toml, tee)
     if gpus is None:
         gpus = host_spec.get("gpus") or []
     return GuestVM(host_spec, ocp_version, binding, gpus=gpus[:1], **kwargs)

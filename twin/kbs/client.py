@@ -151,9 +151,7 @@ def main(argv=None):
 
     import yaml
 
-    from plugins.module_utils import initdata
-
-    from .. import tee
+    from .. import initdata, tee
     from ..cluster import Cluster
 
     parser = argparse.ArgumentParser(prog="twin.kbs.client", description="Attest a simulated VM to a KBS.")
@@ -172,7 +170,7 @@ def main(argv=None):
         print(json.dumps({"error": f"no TEE node {args.node or ''} in the twin's profile"}))
         return 1
     ca = open(args.ca_file, encoding="utf-8").read()
-    toml = open(args.initdata, encoding="utf-8").read() if args.initdata else initdata.render(args.url, kbs_cert=ca)
+    toml = open(args.initdata, encoding="utf-8").read() if args.initdata else initdata.document(args.url, kbs_cert=ca)
     client = KbsClient(args.url, ca, zone=dns.entries(cluster.kube()))
     vm = tee.launch(node, profile["openshift"]["version"], initdata_toml=toml)
     out = {"node": node["name"], "tee": vm.tee}

@@ -2,9 +2,17 @@
 
 Each verifier checks provenance (the chip's certificate chains to the simulated vendor root of
 ``twin.tee``, the signature covers the evidence), freshness (the report data binds the runtime data
-the KBS received, hence its nonce) and the initdata binding (MRCONFIGID / HOSTDATA equal the TEE
-binding of the digest of the initdata sent, computed with the collection's ``initdata`` rules), then
-exports claims under the names the default policies read.
+the KBS received, hence its nonce) and, when initdata was sent, its binding (MRCONFIGID / HOSTDATA
+equal the register value of the digest of the initdata sent, ``twin.initdata``: upstream's rule,
+not the collection's), then exports claims under the names the default policies read.
+
+``init_data`` is exported whether or not initdata was sent, as upstream's verifiers do: TDX
+``parse_claim!(claims, "init_data", quote.mr_config_id())`` (trustee ``deps/verifier/src/tdx/claims.rs``
+``generate_parsed_claim``), SNP ``"init_data": hex::encode(report.host_data)`` (``deps/verifier/src/snp/mod.rs``
+``parse_tee_evidence``). A VM launched without initdata reports zeros there. ``init_data_claims``
+(the sent document's data) is the attestation service's, not a verifier's: upstream's EAR broker
+(``attestation-service/src/ear_token/broker.rs`` ``transform_claims``) puts it next to ``init_data``
+whenever the verifier exported one, as JSON null when no initdata was sent.
 
 GPUs: Trustee's Remote verifier posts the evidence to NVIDIA's NRAS, which cannot be reached from a
 twin. The stand-in checks what it can (signature, nonce) and answers with the verdict NRAS would
@@ -20,8 +28,7 @@ import hashlib
 import json
 import logging
 
-from plugins.module_utils import initdata
-
+from .. import initdata
 from .. import tee as hw
 
 log = logging.getLogger("twin.kbs.verifier")
@@ -41,20 +48,26 @@ def _check_report_data(report_data_hex, runtime_data, tee):
                                 "differs from what the hardware signed)")
 
 
-def _check_init_data(actual_hex, init_data_toml, tee):
-    """Return the initdata binding claim (hex); raise when the hardware register disagrees."""
-    if init_data_toml is None:
-        return None
-    try:
-        expected = initdata.tee_binding(initdata.digest(init_data_toml), tee).hex()
-    except initdata.InitdataError as exc:
-        raise VerificationError(f"init-data: {exc}")
-    if expected != actual_hex:
-        register = "MRCONFIGID" if tee == "tdx" else "HOSTDATA"
-        raise VerificationError(f"{register} is different from the digest of the init-data sent "
-                                f"(evidence {actual_hex[:16]}..., init-data {expected[:16]}...): the VM was not "
-                                "launched with this initdata")
-    return actual_hex
+def _check_init_data(register_hex, init_data_toml, tee):
+    """The ``init_data`` claim (hex of the register); VerificationError when initdata sent does not match it.
+
+    Upstream compares only when the KBS received initdata (``InitDataHash::Value``; ``NotProvided``
+    skips the check) and fails with its own words: TDX "MRCONFIGID is different from that in TDX
+    Quote" (trustee ``deps/verifier/src/tdx/mod.rs`` ``verify_evidence``), SNP "Host Data Mismatch"
+    (``deps/verifier/src/snp/mod.rs`` ``evaluate``). A body that is not initdata fails earlier, in
+    the attestation service's ``parse_init_data`` ("parse init data").
+    """
+    if init_data_toml is not None:
+        try:
+            expected = initdata.binding(init_data_toml, tee).hex()
+        except initdata.InitdataError as exc:
+            raise VerificationError(str(exc))
+        if expected != register_hex:
+            log.info("%s %s... does not bind the initdata sent (its digest gives %s...)",
+                     initdata.REGISTER_NAMES[tee], str(register_hex)[:16], expected[:16])
+            raise VerificationError("MRCONFIGID is different from that in TDX Quote" if tee == "tdx"
+                                    else "Host Data Mismatch")
+    return register_hex
 
 
 def verify_tdx(evidence, runtime_data, init_data_toml, collateral):
@@ -96,9 +109,8 @@ def verify_tdx(evidence, runtime_data, init_data_toml, collateral):
         "advisory_ids": [] if status == "UpToDate" else ["INTEL-SA-00000"],
         "uefi_event_logs": [{k: v for k, v in e.items() if k != "imr"} for e in events],
         "report_data": body.get("report_data"),
+        "init_data": init_data,
     }
-    if init_data is not None:
-        claims["init_data"] = init_data
     return claims
 
 
@@ -130,9 +142,8 @@ def verify_snp(evidence, runtime_data, init_data_toml):
         "reported_tcb_tee": tcb.get("tee"),
         "chip_id": report.get("chip_id"),
         "report_data": report.get("report_data"),
+        "init_data": init_data,
     }
-    if init_data is not None:
-        claims["init_data"] = init_data
     return claims
 
 
