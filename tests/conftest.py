@@ -19,10 +19,20 @@ if str(REPO) not in sys.path:
 
 
 def shared_path(*parts) -> Path:
-    """A path under ../shared, or a skip that says why the test cannot run without it."""
+    """A path under ../shared; without it a skip that says why, or a failure in CI.
+
+    A developer machine may have only the project, so the test skips there. CI (``CI`` set in the
+    environment, as every CI service does) must have the judge files: a skip there would hide that
+    the conformance checks did not run, so it fails instead.
+    """
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is absent: the team's shared folder is needed (set CGPU_SHARED_DIR)")
+        setting = os.environ.get("CGPU_SHARED_DIR")
+        reason = (f"{path} is absent: the team's shared folder is needed (set CGPU_SHARED_DIR; it is "
+                  + (repr(setting) if setting is not None else f"unset, so {REPO.parent / 'shared'}") + ")")
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"{reason}; CI is set, so a missing shared file fails instead of skipping", pytrace=False)
+        pytest.skip(reason)
     return path
 
 
