@@ -122,7 +122,7 @@ def test_role_on_one_cluster_idempotent_pinning_and_no_secret_in_output(twin, ru
     _outputs(second)
     assert "CPU attestation policy with initdata pinning" in _changed_tasks(second)
     cm = twin.kube.get(path("v1", "configmaps", "trustee-config-attestation-policy-cpu", NS))
-    assert "initdata_allowed" in cm["data"]["default_cpu.rego"]
+    assert "confidential.gpu initdata pinning: begin" in cm["data"]["default_cpu.rego"]
     got = Attested(out["url"], out["ca"], zone, node, profile, toml, "default/kbsres1/key1")
     assert got.claims["submods"]["cpu0"]["ear.trustworthiness-vector"]["configuration"] == 2
     assert got.value == secret_value.encode()
