@@ -22,6 +22,9 @@ TABLE = [
     ("config.openshift.io", "v1", "Infrastructure", "infrastructures", "Cluster", {}),
     ("config.openshift.io", "v1", "FeatureGate", "featuregates", "Cluster", {}),
     ("config.openshift.io", "v1", "Ingress", "ingresses", "Cluster", {}),
+    # Read by the Trustee operator: APIServer ``cluster``'s TLS profile, Proxy ``cluster``'s proxy env.
+    ("config.openshift.io", "v1", "APIServer", "apiservers", "Cluster", {}),
+    ("config.openshift.io", "v1", "Proxy", "proxies", "Cluster", {}),
     ("machineconfiguration.openshift.io", "v1", "MachineConfigPool", "machineconfigpools", "Cluster",
      {"shortNames": ["mcp"]}),
     ("machineconfiguration.openshift.io", "v1", "MachineConfig", "machineconfigs", "Cluster",

@@ -7,6 +7,7 @@ and the secret; the negative cases are the ones users need to see refused (ancho
 
 import base64
 import json
+import time
 
 import pytest
 
@@ -62,7 +63,10 @@ def _set_reference_values(kube, namespace, entries):
     cm = _configmap(kube, namespace, "trustee-config-rvps-reference-values")
     (key,) = cm["data"]
     if key == "reference_value":
-        text = json.dumps({e["name"]: {"expiration": e["expiration"], "value": e["value"]} for e in entries})
+        # RVPS LocalJson: URL-safe padded base64 of each {"name", "expiration", "value"} record.
+        text = json.dumps({e["name"]: base64.urlsafe_b64encode(json.dumps(
+            {"name": e["name"], "expiration": e["expiration"], "value": e["value"]}).encode()).decode()
+            for e in entries})
     else:
         text = json.dumps(entries)
     kube.merge_patch(path("v1", "configmaps", "trustee-config-rvps-reference-values", namespace), {"data": {key: text}})
@@ -296,9 +300,245 @@ def test_permissive_and_unknown_profiles(twin, namespace, twin_crds):
     toml = _configmap(kube, namespace, "trustee-config-kbs-config")["data"]["kbs-config.toml"]
     assert "insecure_http = true" in toml and "insecure_header_jwk = true" in toml and "tls_profile" not in toml
     policy = _configmap(kube, namespace, "trustee-config-resource-policy")["data"]["resource-policy.rego"]
-    assert 'data.plugin == "resource"' in policy
+    assert "package policy" in policy and '"resource"' in policy and "submods" not in policy
     kbs = kube.get(path(API, "kbsconfigs", "trustee-config-kbs-config", namespace))
     assert kbs["spec"]["KbsEnvVars"] == {"RUST_LOG": "debug"}
     assert "kbsHttpsKeySecretName" not in kbs["spec"]
     dep = kube.get(path("apps/v1", "deployments", "trustee-deployment", namespace))
     assert {"name": "RUST_LOG", "value": "debug"} in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    # Without httpsSpec the operator's Route terminates TLS at the router (edge).
+    route_obj = kube.get(path("route.openshift.io/v1", "routes", "kbs-route", namespace))
+    assert route_obj["spec"]["tls"] == {"termination": "edge"}
+
+
+# -- object for object what the real operator generates (trustee-operator 2c1a593) -------------------
+
+FINALIZER = "kbsconfig.confidentialcontainers.org/finalizer"
+MIGRATED = "kbs.confidentialcontainers.org/migrated-from-v1.1.0"
+VERSIONS = "kbs.confidentialcontainers.org/configmap-versions"
+GENERATED_CMS = ("trustee-config-kbs-config", "trustee-config-rvps-reference-values",
+                 "trustee-config-attestation-policy-cpu", "trustee-config-attestation-policy-gpu",
+                 "trustee-config-resource-policy")
+
+
+def _deployment(kube, ns):
+    return kube.get(path("apps/v1", "deployments", "trustee-deployment", ns))
+
+
+def _versions_annotation(kube, ns):
+    return ",".join(f"{name}:{_configmap(kube, ns, name)['metadata']['resourceVersion']}" for name in GENERATED_CMS)
+
+
+def test_operator_objects_route_finalizer_annotations_and_mounts(trustee, twin_crds):
+    kube, ns = trustee["kube"], trustee["namespace"]
+    route_obj = kube.get(path("route.openshift.io/v1", "routes", "kbs-route", ns))
+    assert route_obj["spec"]["to"] == {"kind": "Service", "name": "kbs-service"}
+    assert route_obj["spec"]["port"] == {"targetPort": "kbs-port"}
+    assert route_obj["spec"]["tls"] == {"termination": "passthrough"}  # httpsSpec set
+    assert route_obj["metadata"]["ownerReferences"][0]["kind"] == "TrusteeConfig"
+    for name in ("trustee-config-kbs-config", "trustee-config-attestation-policy-cpu",
+                 "trustee-config-attestation-policy-gpu", "trustee-config-resource-policy",
+                 "trustee-config-rvps-reference-values"):  # the last one annotated by the KbsConfig reconciler
+        cm = wait_for(kube, path("v1", "configmaps", namespace=ns), name,
+                      lambda c: (c["metadata"].get("annotations") or {}).get(MIGRATED) == "v1.2.0",
+                      timeout=30, what=f"{name} annotated as migrated")
+        assert cm["metadata"]["annotations"][MIGRATED] == "v1.2.0"
+    kbs = kube.get(path(API, "kbsconfigs", "trustee-config-kbs-config", ns))
+    assert kbs["metadata"]["finalizers"] == [FINALIZER]
+    dep = wait_for(kube, path("apps/v1", "deployments", namespace=ns), "trustee-deployment",
+                   lambda d: d["spec"]["template"]["metadata"].get("annotations", {}).get(VERSIONS)
+                   == _versions_annotation(kube, ns), timeout=30, what="configmap-versions up to date")
+    pod_spec = dep["spec"]["template"]["spec"]
+    (kbs_container,) = pod_spec["containers"]
+    assert kbs_container["image"].endswith("/trustee-rhel9:1.2")
+    assert kbs_container["command"] == ["/usr/local/bin/kbs", "--config-file", "/etc/kbs-config/kbs-config.toml"]
+    assert kbs_container["ports"][0]["containerPort"] == 8080 and kbs_container["ports"][0]["name"] == "kbs"
+    mounts = {m["mountPath"]: m.get("subPath") for m in kbs_container["volumeMounts"]}
+    storage = "/opt/confidential-containers/storage"
+    assert mounts == {
+        "/etc/kbs-config": None, storage: None, f"{storage}/attestation_service_policy": None,
+        f"{storage}/attestation_service_policy/default_cpu.rego": "default_cpu.rego",
+        f"{storage}/attestation_service_policy/default_gpu.rego": "default_gpu.rego",
+        f"{storage}/kbs": None, f"{storage}/kbs/resource-policy.rego": "resource-policy.rego",
+        "/etc/auth-secret": None, "/etc/https-key": None, "/etc/https-cert": None,
+        "/etc/attestation-key": None, "/etc/attestation-cert": None, f"{storage}/repository": None,
+        f"{storage}/local_json": None, f"{storage}/local_json/reference_value": "reference_value"}
+    (converter,) = pod_spec["initContainers"]
+    assert converter["command"] == ["/secret-converter"] and converter["image"].endswith("/trustee-rhel9-operator:1.2")
+    assert {"name": "attestation-status", "mountPath": "/tmp/kbs-secrets/attestation-status"} in [
+        {k: m[k] for k in ("name", "mountPath")} for m in converter["volumeMounts"]]
+    # Exactly one KBS process per running pod: the operator-image init container is not taken for a KBS.
+    pods = kube.list(path("v1", "pods", namespace=ns), labelSelector="app=kbs")["items"]
+    assert pods and all(s["state"].get("terminated", {}).get("exitCode") == 0
+                        for p in pods for s in (p.get("status") or {}).get("initContainerStatuses") or [])
+    if twin_crds:  # conformance mode: the generated ConfigMaps hold upstream's files byte for byte
+        from tests.conftest import shared_path
+
+        upstream = shared_path("trustee", "operator-templates")
+        for name, key, file in (("trustee-config-attestation-policy-cpu", "default_cpu.rego",
+                                 "ear_default_attestation_policy_cpu.rego"),
+                                ("trustee-config-attestation-policy-gpu", "default_gpu.rego",
+                                 "ear_default_attestation_policy_gpu.rego"),
+                                ("trustee-config-resource-policy", "resource-policy.rego",
+                                 "resource-policy-restrictive.rego")):
+            assert _configmap(kube, ns, name)["data"][key] == (upstream / file).read_text(), name
+
+
+def test_split_secrets_are_created_once_and_recreated_from_the_current_source(trustee):
+    kube, ns = trustee["kube"], trustee["namespace"]
+    secrets = path("v1", "secrets", namespace=ns)
+    first = kube.get(path("v1", "secrets", "trustee-config-https-cert-secret", ns))["data"]["certificate"]
+    material = trustee["pki"]
+    new_key, new_cert = material.ca.issue("kbs renewed", server=True, dns=[trustee["host"]])
+    kube.replace(path("v1", "secrets", "kbs-tls-secret", ns), {
+        **tls_secret("kbs-tls-secret", ns, new_key, new_cert),
+        "metadata": {**kube.get(path("v1", "secrets", "kbs-tls-secret", ns))["metadata"]}})
+    # A reconcile after the change (a spec edit it must merge) leaves the split halves as they were.
+    kube.merge_patch(path(API, "trusteeconfigs", "trustee-config", ns), {"spec": {"tlsConfig": {"profile": "modern"}}})
+    wait_for(kube, path("v1", "configmaps", namespace=ns), "trustee-config-kbs-config",
+             lambda cm: 'tls_profile = "modern"' in cm["data"]["kbs-config.toml"], what="a reconcile after the change")
+    assert kube.get(path("v1", "secrets", "trustee-config-https-cert-secret", ns))["data"]["certificate"] == first
+    # Deleted, the halves come back from the source as it is now.
+    kube.delete(path("v1", "secrets", "trustee-config-https-cert-secret", ns))
+    kube.delete(path("v1", "secrets", "trustee-config-https-key-secret", ns))
+    renewed = wait_for(kube, secrets, "trustee-config-https-cert-secret",
+                       lambda s: s["data"]["certificate"] == base64.b64encode(new_cert).decode(), timeout=30,
+                       what="the cert half recreated from the renewed source")
+    assert renewed["metadata"]["ownerReferences"][0]["kind"] == "TrusteeConfig"
+    key_half = wait_for(kube, secrets, "trustee-config-https-key-secret", lambda s: True, timeout=30)
+    assert key_half["data"]["privateKey"] == base64.b64encode(new_key).decode()
+
+
+def _rolled(kube, ns, old_generation):
+    def done(dep):
+        status = dep.get("status") or {}
+        return (dep["metadata"]["generation"] > old_generation
+                and status.get("observedGeneration", 0) >= dep["metadata"]["generation"]
+                and status.get("updatedReplicas", 0) == status.get("replicas", -1) == status.get("availableReplicas"))
+    return wait_for(kube, path("apps/v1", "deployments", namespace=ns), "trustee-deployment", done, timeout=60,
+                    what="the KBS rolled out")
+
+
+def test_a_configmap_edit_rolls_the_kbs_pods(trustee):
+    kube, ns = trustee["kube"], trustee["namespace"]
+    before = _deployment(kube, ns)
+    policy = _configmap(kube, ns, "trustee-config-resource-policy")["data"]["resource-policy.rego"]
+    kube.merge_patch(path("v1", "configmaps", "trustee-config-resource-policy", ns),
+                     {"data": {"resource-policy.rego": policy + "\n# reviewed\n"}})
+    edited = _configmap(kube, ns, "trustee-config-resource-policy")["metadata"]["resourceVersion"]
+    dep = _rolled(kube, ns, before["metadata"]["generation"])
+    assert f"trustee-config-resource-policy:{edited}" in dep["spec"]["template"]["metadata"]["annotations"][VERSIONS]
+
+
+def test_a_foreign_edit_of_the_pod_template_is_reverted(trustee):
+    kube, ns = trustee["kube"], trustee["namespace"]
+    before = _deployment(kube, ns)
+    kube.merge_patch(path("apps/v1", "deployments", "trustee-deployment", ns), {"spec": {"template": {"metadata": {
+        "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}}}}})
+    dep = wait_for(kube, path("apps/v1", "deployments", namespace=ns), "trustee-deployment",
+                   lambda d: "kubectl.kubernetes.io/restartedAt" not in d["spec"]["template"]["metadata"].get(
+                       "annotations", {}) and d["metadata"]["generation"] >= before["metadata"]["generation"] + 2,
+                   timeout=30, what="restartedAt reverted")
+    assert dep["spec"]["template"]["metadata"]["annotations"] == before["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_the_apiserver_tls_profile_wins_over_the_trusteeconfig(trustee):
+    kube, ns = trustee["kube"], trustee["namespace"]
+    apiserver = path("config.openshift.io/v1", "apiservers", "cluster")
+    original = kube.get(apiserver)["spec"].get("tlsSecurityProfile")
+    assert original is None  # as on a fresh OpenShift cluster: the API server applies Intermediate
+    try:
+        kube.merge_patch(apiserver, {"spec": {"tlsSecurityProfile": {"type": "Modern", "modern": {}}}})
+        merged = wait_for(kube, path("v1", "configmaps", namespace=ns), "trustee-config-kbs-config",
+                          lambda cm: 'tls_profile = "modern"' in cm["data"]["kbs-config.toml"],
+                          what="the APIServer's Modern profile merged in")
+        assert 'tls_profile = "intermediate"' not in merged["data"]["kbs-config.toml"]
+        # The TrusteeConfig asking for another profile changes nothing while the APIServer sets one.
+        kube.merge_patch(path(API, "trusteeconfigs", "trustee-config", ns), {"spec": {"tlsConfig": {"profile": "old"}}})
+        kube.merge_patch(apiserver, {"spec": {"tlsSecurityProfile": {
+            "type": "Custom", "custom": {"minTLSVersion": "VersionTLS13", "ciphers": ["TLS_AES_128_GCM_SHA256"]}}}})
+        custom = wait_for(kube, path("v1", "configmaps", namespace=ns), "trustee-config-kbs-config",
+                          lambda cm: 'tls_profile = "custom"' in cm["data"]["kbs-config.toml"], what="Custom merged")
+        import tomllib
+
+        server = tomllib.loads(custom["data"]["kbs-config.toml"])["http_server"]
+        assert server["tls_min_version"] == "1.3" and server["tls_ciphers"] == "TLS_AES_128_GCM_SHA256"
+        assert "tls_max_version" not in server
+    finally:
+        kube.json_patch(apiserver, [{"op": "remove", "path": "/spec/tlsSecurityProfile"}])
+    wait_for(kube, path("v1", "configmaps", namespace=ns), "trustee-config-kbs-config",
+             lambda cm: 'tls_profile = "old"' in cm["data"]["kbs-config.toml"], what="back to the TrusteeConfig's")
+
+
+def test_deleting_the_trusteeconfig_runs_the_kbsconfig_finalizer(trustee):
+    kube, ns = trustee["kube"], trustee["namespace"]
+    assert kube.get(path(API, "kbsconfigs", "trustee-config-kbs-config", ns))["metadata"]["finalizers"] == [FINALIZER]
+    kube.delete(path(API, "trusteeconfigs", "trustee-config", ns))
+    deadline = time.monotonic() + 60
+    while kube.get_or_none(path(API, "kbsconfigs", "trustee-config-kbs-config", ns)) is not None \
+            or kube.get_or_none(path("apps/v1", "deployments", "trustee-deployment", ns)) is not None:
+        assert time.monotonic() < deadline, "KbsConfig or its Deployment still there after the TrusteeConfig went"
+        listing = kube.list(path(API, "kbsconfigs", namespace=ns))
+        for _ in kube.watch(path(API, "kbsconfigs", namespace=ns), listing["metadata"]["resourceVersion"],
+                            timeout_seconds=5):
+            break
+
+
+# -- no cluster: the twin's own kbs-config template against upstream's ------------------------------
+
+TLS_CASES = [None, {"profile": "intermediate"}, {"profile": "old"}, {"profile": "modern"}, {"profile": "custom"},
+             {"profile": "custom", "minVersion": "1.2", "maxVersion": "1.3", "groups": ["x25519", "secp256r1"],
+              "ciphers": ["TLS_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                          "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_RSA_WITH_AES_256_CBC_SHA"]}]
+
+
+@pytest.mark.parametrize("profile", ["Restricted", "Permissive", "Relaxed"])
+@pytest.mark.parametrize("tls", TLS_CASES, ids=lambda t: "none" if t is None else "-".join(map(str, t.values()))[:40])
+def test_the_twins_own_kbs_config_is_upstreams_document(profile, tls):
+    import tomllib
+
+    from tests.conftest import shared_path
+    from twin.kbs import config as kbs_config
+
+    upstream = shared_path("trustee", "operator-templates")
+    data = kbs_config.tls_data(None, tls)
+    theirs = kbs_config.Sources(upstream).kbs_config(profile, data)
+    ours = kbs_config.Sources(None).kbs_config(profile, data)
+    assert tomllib.loads(ours) == tomllib.loads(theirs)
+    # The TLS lines the operator merges into an existing file are the same lines too.
+    def tls_lines(text):
+        return [line for line in kbs_config.extract_tls_lines(text) if line.strip()]
+
+    assert tls_lines(ours) == tls_lines(theirs)
+    edited = theirs + "# ours\n"
+    assert kbs_config.merge_tls_settings(edited, ours) == kbs_config.merge_tls_settings(
+        kbs_config.merge_tls_settings(edited, ours), ours)
+
+
+def test_tls_data_precedence_and_cipher_names():
+    from twin.kbs import config as kbs_config
+
+    assert kbs_config.tls_data(None, None) == {"TlsProfile": "intermediate"}
+    assert kbs_config.tls_data({"spec": {}}, {"profile": "old"}) == {"TlsProfile": "old"}
+    assert kbs_config.tls_data({"spec": {"tlsSecurityProfile": {"type": "Modern"}}}, {"profile": "old"}) == {
+        "TlsProfile": "modern"}
+    assert kbs_config.tls_data({"spec": {"tlsSecurityProfile": {"type": "Weird"}}}, None) == {
+        "TlsProfile": "intermediate"}
+    assert kbs_config.openssl_cipher("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256") == "ECDHE-RSA-AES128-GCM-SHA256"
+    assert kbs_config.openssl_cipher("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384") == "ECDHE-ECDSA-AES256-GCM-SHA384"
+    assert kbs_config.openssl_cipher("TLS_AES_256_GCM_SHA384") == "TLS_AES_256_GCM_SHA384"
+    with pytest.raises(kbs_config.TemplateError):
+        kbs_config.render_go_template("{{range .X}}{{end}}", {})
+    assert kbs_config.render_go_template('{{if eq .A "x"}}1{{else}}2{{end}}{{if .B}}b{{end}}', {"A": "x"}) == "1"
+
+
+def test_the_kbs_workload_claims_only_the_kbs_image():
+    from twin import workloads
+    from twin.controllers import trustee as operator
+
+    def ctx(image, command=None):
+        return workloads.Context(pod={}, container={"image": image, "command": command}, host=None, world=None)
+
+    assert operator.KbsWorkload().claims(ctx(operator.KBS_IMAGE))
+    assert not operator.KbsWorkload().claims(ctx(operator.OPERATOR_IMAGE, ["/secret-converter"]))
+    assert operator.SecretConverterWorkload().claims(ctx(operator.OPERATOR_IMAGE, ["/secret-converter"]))

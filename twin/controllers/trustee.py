@@ -1,31 +1,43 @@
 """The Trustee operator twin: TrusteeConfig → KbsConfig → the KBS Deployment, and the KBS that runs in it.
 
-TrusteeConfig ``<N>`` (operators.md §7.1–7.2) generates, in its namespace and owned by it:
+It generates what the real operator generates, object for object (``openshift/trustee-operator``
+2c1a593, ``internal/controller/``; each behaviour cites its function). TrusteeConfig ``<N>``, in its
+namespace and owned by it:
 
-* ConfigMaps ``<N>-kbs-config`` (``kbs-config.toml`` for the profile), ``<N>-attestation-policy-cpu``
+* ConfigMaps ``<N>-kbs-config`` (``kbs-config.toml``), ``<N>-attestation-policy-cpu``
   (``default_cpu.rego``), ``<N>-attestation-policy-gpu`` (``default_gpu.rego``),
-  ``<N>-rvps-reference-values`` (empty) and ``<N>-resource-policy`` (restrictive or permissive). The
-  key names of the last two depend on the operator version (``twin.kbs.config.LAYOUTS``). A ConfigMap
-  that exists is left as its users made it; only the TLS lines of ``kbs-config.toml`` are merged in.
-* Secrets ``<N>-auth-secret`` (an Ed25519 key pair, generated once), ``attestation-status`` (the
-  sample resource), and the halves of the TLS secrets the spec names: ``<N>-https-key-secret`` /
-  ``<N>-https-cert-secret`` from ``httpsSpec``, ``<N>-attestation-key-secret`` /
-  ``<N>-attestation-cert-secret`` from ``attestationTokenVerificationSpec``.
+  ``<N>-resource-policy`` (``resource-policy.rego``), all four annotated
+  ``kbs.confidentialcontainers.org/migrated-from-v1.1.0: v1.2.0``, and ``<N>-rvps-reference-values``
+  (``reference_value``). Contents come from ``twin.kbs.config.Sources``: upstream's files in
+  conformance mode, the twin's own otherwise. An existing ConfigMap is left as users made it; only
+  the TLS lines of ``kbs-config.toml`` are merged in, from the APIServer ``cluster`` TLS profile
+  when it sets one, else from ``TrusteeConfig.spec.tlsConfig``.
+* Secrets ``<N>-auth-secret`` (Ed25519, generated once), ``attestation-status`` (the sample
+  resource), and the halves of the kubernetes.io/tls secrets the spec names, ``<N>-https-key-secret``
+  / ``<N>-https-cert-secret`` and ``<N>-attestation-key-secret`` / ``<N>-attestation-cert-secret``:
+  created once, then preserved (a changed source does not reach them; deleted, they are recreated
+  from the source as it is then).
+* Route ``kbs-route`` to ``kbs-service`` port ``kbs-port``: passthrough with ``httpsSpec``, edge
+  without; created when absent, never updated.
 * KbsConfig ``<N>-kbs-config`` naming all of them; manual ``kbsSecretResources``, ``KbsEnvVars``,
   replicas and the certificate cache survive reconciles.
 
 ``status.isReady`` mirrors the KbsConfig's. An unknown ``profileType`` falls back to Permissive with
 the log line "Unknown profile type".
 
-KbsConfig → Deployment ``trustee-deployment`` (pods ``app=kbs``, port 8080, every ConfigMap and
-Secret mounted where kbs-config.toml expects it) and Service ``kbs-service``; ``status.isReady``
-once the Deployment is available.
+KbsConfig → Deployment ``trustee-deployment`` (pods ``app=kbs``; the ``secret-converter`` init
+container of the operator's image flattens ``kbsSecretResources`` into the repository; the pod
+template's ``kbs.confidentialcontainers.org/configmap-versions`` annotation lists the mounted
+ConfigMaps' resourceVersions, so every change of one rolls the pods; the operator rewrites the
+template it owns, so foreign edits are reverted) and Service ``kbs-service``. The finalizer
+``kbsconfig.confidentialcontainers.org/finalizer`` is added when the Deployment is created; on
+deletion it deletes the Deployment, then lets the KbsConfig go. ``status.isReady`` once the
+Deployment is available.
 
 The KBS image runs through the kubelet twin (:class:`KbsWorkload`): the pod's volumes are written to
 a directory (its root file system) and a real KBS process (``python -m twin.kbs``) serves from it
 on a loopback port, registered with the router twin for container port 8080. The files are read
-when the pod starts, as the KBS reads its configuration: edits reach a running KBS when its pod is
-replaced. The process stops when its pod goes.
+when the pod starts, as the KBS reads its configuration. The process stops when its pod goes.
 """
 
 import base64
@@ -52,17 +64,21 @@ log = logging.getLogger("twin.trustee")
 
 API = "confidentialcontainers.org/v1alpha1"
 OLM = "operators.coreos.com/v1alpha1"
+CONFIG = "config.openshift.io/v1"
+ROUTES = "route.openshift.io/v1"
+# The images the operator's CSV sets (KBS_IMAGE_NAME, OPERATOR_IMAGE_NAME in config/manager/manager.yaml).
 KBS_IMAGE = "registry.redhat.io/build-of-trustee/trustee-rhel9:1.2"
-DEPLOYMENT = "trustee-deployment"
-SERVICE = "kbs-service"
+OPERATOR_IMAGE = "registry.redhat.io/build-of-trustee/trustee-rhel9-operator:1.2"
+DEPLOYMENT = "trustee-deployment"  # common.go KbsDeploymentName
+SERVICE = "kbs-service"  # common.go KbsServiceName
+ROUTE = "kbs-route"  # common.go KbsRouteName
 PORT = 8080
-POLICIES = Path(__file__).resolve().parent.parent / "kbs" / "policies"
+FINALIZER = "kbsconfig.confidentialcontainers.org/finalizer"  # common.go KbsFinalizerName
+MIGRATION_ANNOTATION = "kbs.confidentialcontainers.org/migrated-from-v1.1.0"  # migration.go MigrationAnnotation
+MIGRATION_VERSION = "v1.2.0"  # migration.go MigrationVersion
+CONFIGMAP_VERSIONS = "kbs.confidentialcontainers.org/configmap-versions"  # getConfigMapVersionAnnotations
 REPO = Path(__file__).resolve().parent.parent.parent
 READY_DESCRIPTION = "TrusteeConfig is ready and KbsConfig is deployed successfully"
-
-
-def policy_text(name):
-    return (POLICIES / name).read_text()
 
 
 def _b64(text):
@@ -88,12 +104,17 @@ class TrusteeConfigController(Controller):
     name = "trusteeconfig"
     api_version = API
     plural = "trusteeconfigs"
-    watches = ((API, "kbsconfigs"), ("v1", "secrets"), ("v1", "configmaps"), (OLM, "clusterserviceversions"))
+    watches = ((API, "kbsconfigs"), ("v1", "secrets"), ("v1", "configmaps"), (OLM, "clusterserviceversions"),
+               (ROUTES, "routes"), (CONFIG, "apiservers"))
+
+    def __init__(self, world, sources=None):
+        super().__init__(world)
+        self.sources = sources or kbs_config.Sources()
 
     def map_event(self, kind, obj):
         namespace = obj["metadata"].get("namespace")
-        return [(namespace, t["metadata"]["name"]) for t in self.cache(API, "trusteeconfigs").items()
-                if t["metadata"]["namespace"] == namespace]
+        return [(t["metadata"]["namespace"], t["metadata"]["name"]) for t in self.cache(API, "trusteeconfigs").items()
+                if namespace is None or t["metadata"]["namespace"] == namespace]  # APIServer is cluster-scoped
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -106,15 +127,17 @@ class TrusteeConfigController(Controller):
                 raise
             return False
 
-    def _ensure_configmap(self, namespace, name, key, content, owner):
+    def _ensure_configmap(self, namespace, name, key, content, owner, annotated=True):
+        """createOrUpdate*ConfigMap: create when absent (with the migration annotation), else leave it."""
         existing = self.cache("v1", "configmaps").get(name, namespace) or self.kube.get_or_none(
             path("v1", "configmaps", name, namespace))
         if existing is not None:
             return existing
-        self._create(path("v1", "configmaps", namespace=namespace), {
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": namespace, "ownerReferences": [owner]},
-            "data": {key: content}})
+        meta = {"name": name, "namespace": namespace, "ownerReferences": [owner]}
+        if annotated:
+            meta["annotations"] = {MIGRATION_ANNOTATION: MIGRATION_VERSION}
+        self._create(path("v1", "configmaps", namespace=namespace),
+                     {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {key: content}})
         log.info("%s/%s: generated", namespace, name)
         return None
 
@@ -122,31 +145,54 @@ class TrusteeConfigController(Controller):
         return self.cache("v1", "secrets").get(name, namespace) or self.kube.get_or_none(
             path("v1", "secrets", name, namespace))
 
-    def _ensure_secret(self, namespace, name, data, owner, replace=False, secret_type="Opaque"):
-        existing = self._secret(namespace, name)
-        if existing is None:
-            self._create(path("v1", "secrets", namespace=namespace), {
-                "apiVersion": "v1", "kind": "Secret", "type": secret_type,
-                "metadata": {"name": name, "namespace": namespace, "ownerReferences": [owner]},
-                "data": data})
-            log.info("%s/%s: generated", namespace, name)
-        elif replace and (existing.get("data") or {}) != data:
-            self.kube.merge_patch(path("v1", "secrets", name, namespace), {"data": data})
-            log.info("%s/%s: updated from its source secret", namespace, name)
+    def _ensure_secret(self, namespace, name, data, owner, secret_type="Opaque"):
+        """Create the secret when absent; an existing one keeps its content ("preserving existing content")."""
+        if self._secret(namespace, name) is not None:
+            return
+        self._create(path("v1", "secrets", namespace=namespace), {
+            "apiVersion": "v1", "kind": "Secret", "type": secret_type,
+            "metadata": {"name": name, "namespace": namespace, "ownerReferences": [owner]},
+            "data": data})
+        log.info("%s/%s: generated", namespace, name)
 
     def _split(self, namespace, source_name, halves, owner):
-        """Copy a kubernetes.io/tls secret's key and certificate into the two secrets the KBS mounts."""
+        """Split a kubernetes.io/tls secret into the two secrets the KBS mounts, once.
+
+        createOrUpdateHttpsSecrets / createOrUpdateAttestationSecrets: the source must exist, be of
+        type kubernetes.io/tls and hold tls.key and tls.crt; each half is created only when absent
+        (createOrUpdateHttpsKeySecret & co. log "already exists, preserving existing content").
+        """
         source = self._secret(namespace, source_name)
         if source is None:
             return f"secret {source_name} (named in the TrusteeConfig) does not exist in {namespace}"
+        if source.get("type") != "kubernetes.io/tls":
+            return f"secret {source_name} is not of type kubernetes.io/tls, got {source.get('type') or 'Opaque'}"
         data = source.get("data") or {}
-        missing = [k for k in ("tls.crt", "tls.key") if k not in data]
-        if missing:
-            return f"secret {source_name} has no {' or '.join(missing)} (a kubernetes.io/tls secret is expected)"
+        for key in ("tls.key", "tls.crt"):
+            if key not in data:
+                return f"{key} not found in TLS secret {source_name}"
         (key_secret, key_name), (cert_secret, cert_name) = halves
-        self._ensure_secret(namespace, key_secret, {key_name: data["tls.key"]}, owner, replace=True)
-        self._ensure_secret(namespace, cert_secret, {cert_name: data["tls.crt"]}, owner, replace=True)
+        self._ensure_secret(namespace, key_secret, {key_name: data["tls.key"]}, owner)
+        self._ensure_secret(namespace, cert_secret, {cert_name: data["tls.crt"]}, owner)
         return None
+
+    def _ensure_route(self, namespace, owner, termination):
+        """createKbsRoute: Route kbs-route to kbs-service port kbs-port, created when absent, never updated."""
+        if self.cache(ROUTES, "routes").get(ROUTE, namespace) is not None:
+            return
+        if self.kube.get_or_none(path(ROUTES, "routes", ROUTE, namespace)) is not None:
+            return
+        created = self._create(path(ROUTES, "routes", namespace=namespace), {
+            "apiVersion": ROUTES, "kind": "Route",
+            "metadata": {"name": ROUTE, "namespace": namespace, "ownerReferences": [owner]},
+            "spec": {"to": {"kind": "Service", "name": SERVICE}, "port": {"targetPort": "kbs-port"},
+                     "tls": {"termination": termination}}})
+        if created:
+            log.info("%s/%s: created (%s termination)", namespace, ROUTE, termination)
+
+    def apiserver(self):
+        """The cluster's APIServer ``cluster`` object, or None (not OpenShift, or not there)."""
+        return self.cache(CONFIG, "apiservers").get("cluster")
 
     # -- reconcile -----------------------------------------------------------------------------
 
@@ -164,29 +210,34 @@ class TrusteeConfigController(Controller):
         layout = kbs_config.layout_for(version)
         owner = _owner(tc)
         problems = []
+        sources = self.sources
+        # generateKbsTomlConfig: TLS data from the APIServer first (GetTLSConfigFromCluster).
+        tls = kbs_config.tls_data(self.apiserver(), spec.get("tlsConfig"))
 
         kbs_cm = f"{name}-kbs-config"
-        existing = self._ensure_configmap(namespace, kbs_cm, "kbs-config.toml",
-                                          kbs_config.render(profile, layout, spec.get("tlsConfig")), owner)
+        generated = sources.kbs_config(profile, tls, layout)
+        existing = self._ensure_configmap(namespace, kbs_cm, kbs_config.KBS_CONFIG_KEY, generated, owner)
         if existing is not None:
-            text = (existing.get("data") or {}).get("kbs-config.toml", "")
-            merged = kbs_config.merge_tls(text, spec.get("tlsConfig"))
+            # createOrUpdateKbsConfigMap: an existing file only has its TLS lines merged (tlsmerge.go).
+            text = (existing.get("data") or {}).get(kbs_config.KBS_CONFIG_KEY, "")
+            merged = kbs_config.merge_tls_settings(text, generated)
             if merged != text:
                 self.kube.merge_patch(path("v1", "configmaps", kbs_cm, namespace),
-                                      {"data": {"kbs-config.toml": merged}})
+                                      {"data": {kbs_config.KBS_CONFIG_KEY: merged}})
+                log.info("%s/%s: TLS settings merged (%s)", namespace, kbs_cm, tls.get("TlsProfile"))
         names = {
             "cpu": f"{name}-attestation-policy-cpu",
             "gpu": f"{name}-attestation-policy-gpu",
             "rvps": f"{name}-rvps-reference-values",
             "resource": f"{name}-resource-policy",
         }
-        self._ensure_configmap(namespace, names["cpu"], "default_cpu.rego", policy_text("default_cpu.rego"), owner)
-        self._ensure_configmap(namespace, names["gpu"], "default_gpu.rego", policy_text("default_gpu.rego"), owner)
-        self._ensure_configmap(namespace, names["rvps"], layout["rvps_key"], layout["rvps_empty"], owner)
-        resource_policy = ("resource-policy-restrictive.rego" if profile == "Restricted"
-                           else "resource-policy-permissive.rego")
+        self._ensure_configmap(namespace, names["cpu"], kbs_config.CPU_POLICY_KEY, sources.cpu_policy(), owner)
+        self._ensure_configmap(namespace, names["gpu"], kbs_config.GPU_POLICY_KEY, sources.gpu_policy(), owner)
+        # generateRvpsReferenceValuesConfigMap sets no migration annotation (the KbsConfig reconciler adds it).
+        self._ensure_configmap(namespace, names["rvps"], layout["rvps_key"], sources.reference_values(layout), owner,
+                               annotated=False)
         self._ensure_configmap(namespace, names["resource"], layout["resource_policy_key"],
-                               policy_text(resource_policy), owner)
+                               sources.resource_policy(profile), owner)
 
         auth = f"{name}-auth-secret"
         if self._secret(namespace, auth) is None:
@@ -247,6 +298,9 @@ class TrusteeConfigController(Controller):
                 body["spec"] = merged
                 self.kube.replace(path(API, "kbsconfigs", kbs_name, namespace), body)
 
+        # Reconcile: passthrough with HTTPS in the pod, edge otherwise.
+        self._ensure_route(namespace, owner, "passthrough" if https else "edge")
+
         kbs_ready = bool(kbs and (kbs.get("status") or {}).get("isReady"))
         ready = kbs_ready and not problems
         if problems:
@@ -285,62 +339,119 @@ def merge_kbs_spec(generated, current):
 
 # -- KbsConfig → Deployment and Service ------------------------------------------------------------
 
+SECURITY_CONTEXT = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                    "seccompProfile": {"type": "RuntimeDefault"}}  # createSecurityContext
 
-def pod_volumes(spec, layout):
-    """(volumes, mounts) of the KBS container for a KbsConfig spec."""
+
+def pod_volumes(spec, layout=None):
+    """(volumes, kbs mounts, secret-converter staging mounts) for a KbsConfig spec (AllInOneDeployment).
+
+    The order and paths of newKbsDeployment: the kbs-config directory, emptyDirs for storage, the
+    AS policy directory, the KBS policy directory, the repository and the RVPS directory, with the
+    generated files mounted into them by subPath; secrets in /etc/<volume>; kbsSecretResources only
+    in the init container, at /tmp/kbs-secrets/<secret> (createKbsSecretResourcesVolume).
+    """
+    layout = layout or kbs_config.LAYOUTS[kbs_config.DEFAULT_LAYOUT]
     volumes, mounts = [], []
+    c = kbs_config
 
-    def add(volume_name, source, mount_path, sub_path=None):
-        volumes.append({"name": volume_name, **source})
-        mount = {"name": volume_name, "mountPath": mount_path, "readOnly": True}
+    def volume(name, source):
+        volumes.append({"name": name, **source})
+
+    def mount(name, mount_path, sub_path=None):
+        m = {"name": name, "mountPath": mount_path}
         if sub_path:
-            mount["subPath"] = sub_path
-        mounts.append(mount)
+            m["subPath"] = sub_path
+        mounts.append(m)
 
-    def configmap(name):
-        return {"configMap": {"name": name}}
+    def empty_dir(name, mount_path):
+        volume(name, {"emptyDir": {"medium": "Memory"}})
+        mount(name, mount_path)
 
-    def secret(name):
-        return {"secret": {"secretName": name}}
-
-    add("kbs-config", configmap(spec["kbsConfigMapName"]), str(Path(kbs_config.KBS_CONFIG).parent))
-    if spec.get("kbsAuthSecretName"):
-        add("auth-secret", secret(spec["kbsAuthSecretName"]), str(Path(kbs_config.AUTH_PUBLIC_KEY).parent))
-    for field, volume_name, target in (
-            ("kbsHttpsKeySecretName", "https-key", kbs_config.HTTPS_KEY),
-            ("kbsHttpsCertSecretName", "https-cert", kbs_config.HTTPS_CERT),
-            ("kbsAttestationKeySecretName", "attestation-key", kbs_config.TOKEN_KEY),
-            ("kbsAttestationCertSecretName", "attestation-cert", kbs_config.TOKEN_CERT)):
-        if spec.get(field):
-            add(volume_name, secret(spec[field]), str(Path(target).parent))
-    opa_dir = f"{kbs_config.POLICY_DIR}/opa"
+    volume("kbs-config", {"configMap": {"name": spec["kbsConfigMapName"]}})
+    mount("kbs-config", c.KBS_CONFIG_DIR)
+    empty_dir("base-storage-dir", c.STORAGE)
+    empty_dir("attestation-policy-dir", c.AS_POLICY_DIR)
     if spec.get("kbsAttestationPolicyConfigMapName"):
-        add("attestation-policy-cpu", configmap(spec["kbsAttestationPolicyConfigMapName"]),
-            f"{opa_dir}/default_cpu.rego", "default_cpu.rego")
+        volume("attestation-policy", {"configMap": {"name": spec["kbsAttestationPolicyConfigMapName"]}})
+        mount("attestation-policy", c.CPU_POLICY, c.CPU_POLICY_KEY)
     if spec.get("kbsGpuAttestationPolicyConfigMapName"):
-        add("attestation-policy-gpu", configmap(spec["kbsGpuAttestationPolicyConfigMapName"]),
-            f"{opa_dir}/default_gpu.rego", "default_gpu.rego")
+        volume("attestation-policy-gpu", {"configMap": {"name": spec["kbsGpuAttestationPolicyConfigMapName"]}})
+        mount("attestation-policy-gpu", c.GPU_POLICY, c.GPU_POLICY_KEY)
+    empty_dir("resource-policy-dir", c.KBS_STORAGE_DIR)
     if spec.get("kbsResourcePolicyConfigMapName"):
-        add("resource-policy", configmap(spec["kbsResourcePolicyConfigMapName"]), kbs_config.RESOURCE_POLICY,
-            layout["resource_policy_key"])
+        volume("resource-policy", {"configMap": {"name": spec["kbsResourcePolicyConfigMapName"]}})
+        mount("resource-policy", c.RESOURCE_POLICY, layout["resource_policy_key"])
+    volume("auth-secret", {"secret": {"secretName": spec.get("kbsAuthSecretName") or ""}})
+    mount("auth-secret", c.AUTH_SECRET_DIR)
+    for entry in (spec.get("kbsLocalCertCacheSpec") or {}).get("secrets") or []:
+        volume(entry["secretName"], {"secret": {"secretName": entry["secretName"]}})
+        mount(entry["secretName"], entry.get("mountPath") or c.CERT_CACHE_DIR)
+    if spec.get("kbsHttpsKeySecretName") and spec.get("kbsHttpsCertSecretName"):
+        volume("https-key", {"secret": {"secretName": spec["kbsHttpsKeySecretName"]}})
+        mount("https-key", c.HTTPS_KEY_DIR)
+        volume("https-cert", {"secret": {"secretName": spec["kbsHttpsCertSecretName"]}})
+        mount("https-cert", c.HTTPS_CERT_DIR)
+    if spec.get("kbsAttestationKeySecretName") and spec.get("kbsAttestationCertSecretName"):
+        volume("attestation-key", {"secret": {"secretName": spec["kbsAttestationKeySecretName"]}})
+        mount("attestation-key", c.TOKEN_KEY_DIR)
+        volume("attestation-cert", {"secret": {"secretName": spec["kbsAttestationCertSecretName"]}})
+        mount("attestation-cert", c.TOKEN_CERT_DIR)
+    empty_dir("repository-dir", c.REPOSITORY)
+    staging = []
+    for name in spec.get("kbsSecretResources") or []:
+        volume(name, {"secret": {"secretName": name}})
+        staging.append({"name": name, "mountPath": f"{c.SECRETS_STAGING}/{name}"})
+    empty_dir("rvps-dir", c.RVPS_DIR)
     if spec.get("kbsRvpsRefValuesConfigMapName"):
-        add("reference-values", configmap(spec["kbsRvpsRefValuesConfigMapName"]), layout["rvps_path"],
-            layout["rvps_key"])
-    for index, name in enumerate(spec.get("kbsSecretResources") or []):
-        add(f"resource-{index}", secret(name), f"{kbs_config.REPOSITORY}/default/{name}")
-    return volumes, mounts
+        volume("reference-values", {"configMap": {"name": spec["kbsRvpsRefValuesConfigMapName"]}})
+        mount("reference-values", c.REFERENCE_VALUES, layout["rvps_key"])
+    return volumes, mounts, staging
+
+
+def _without_defaults(value):
+    """A pod template part with the API server's defaults removed, to compare with what we generate."""
+    if isinstance(value, list):
+        return [_without_defaults(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    dropped = {"defaultMode", "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy",
+               "resources", "restartPolicy", "dnsPolicy", "schedulerName", "securityContext_pod",
+               "terminationGracePeriodSeconds", "protocol"}
+    return {k: _without_defaults(v) for k, v in value.items() if k not in dropped}
+
+
+def template_drift(current, desired):
+    """Whether the Deployment's pod template differs from the one the operator generates.
+
+    updateKbsDeployment compares the whole template (apiequality.Semantic.DeepEqual) and writes it
+    back, so any foreign edit (an annotation, a label, a container field) is reverted. The twin
+    compares the same, less the fields the API server defaults.
+    """
+    cur_meta, want_meta = current.get("metadata") or {}, desired["metadata"]
+    if (cur_meta.get("annotations") or {}) != want_meta.get("annotations", {}) or \
+            (cur_meta.get("labels") or {}) != want_meta.get("labels", {}):
+        return True
+    cur_spec, want_spec = current.get("spec") or {}, desired["spec"]
+    for field in ("containers", "initContainers", "volumes"):
+        if _without_defaults(cur_spec.get(field) or []) != _without_defaults(want_spec.get(field) or []):
+            return True
+    extra = set(cur_spec) - set(want_spec) - {"restartPolicy", "dnsPolicy", "schedulerName", "securityContext",
+                                              "terminationGracePeriodSeconds"}
+    return bool(extra)
 
 
 class KbsConfigController(Controller):
     name = "kbsconfig"
     api_version = API
     plural = "kbsconfigs"
-    watches = (("apps/v1", "deployments"), ("v1", "configmaps"), ("v1", "secrets"), (OLM, "clusterserviceversions"))
+    watches = (("apps/v1", "deployments"), ("v1", "configmaps"), ("v1", "secrets"), (OLM, "clusterserviceversions"),
+               (CONFIG, "proxies"))
 
     def map_event(self, kind, obj):
         namespace = obj["metadata"].get("namespace")
-        return [(namespace, k["metadata"]["name"]) for k in self.cache(API, "kbsconfigs").items()
-                if k["metadata"]["namespace"] == namespace]
+        return [(k["metadata"]["namespace"], k["metadata"]["name"]) for k in self.cache(API, "kbsconfigs").items()
+                if namespace is None or k["metadata"]["namespace"] == namespace]  # Proxy is cluster-scoped
 
     def _missing(self, namespace, spec):
         missing = []
@@ -355,64 +466,138 @@ class KbsConfigController(Controller):
                 missing.append(f"secret {name}")
         return missing
 
+    def _finalize(self, kbs):
+        """finalizeKbsConfig: delete the Deployment, then remove the finalizer.
+
+        Upstream returns the Get error when the Deployment is already gone, so the finalizer stays and
+        the reconcile is retried; the twin does the same (with a requeue), as a real cluster would.
+        """
+        meta = kbs["metadata"]
+        namespace = meta["namespace"]
+        if FINALIZER not in (meta.get("finalizers") or []):
+            return None
+        dp = path("apps/v1", "deployments", DEPLOYMENT, namespace)
+        try:
+            self.kube.delete(dp)
+        except ApiError as exc:
+            if exc.status == 404:
+                log.info("%s/%s: finalizer: deployment %s not found; retrying (as the operator does)",
+                         namespace, meta["name"], DEPLOYMENT)
+                return 30
+            raise
+        log.info("%s/%s: finalizer: deleted %s; removing %s", namespace, meta["name"], DEPLOYMENT, FINALIZER)
+        body = copy.deepcopy(kbs)
+        body["metadata"]["finalizers"] = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        self.kube.replace(path(API, "kbsconfigs", meta["name"], namespace), body)
+        return None
+
+    def _annotate_reference_values(self, namespace, spec, layout):
+        """migrateRvpsConfigMap: a reference-values ConfigMap already in the 1.2 format gets the migration annotation."""
+        name = spec.get("kbsRvpsRefValuesConfigMapName")
+        if not name or layout is not kbs_config.LAYOUTS["1.2"]:
+            return
+        cm = self.cache("v1", "configmaps").get(name, namespace)
+        if cm is None or MIGRATION_ANNOTATION in (cm["metadata"].get("annotations") or {}):
+            return
+        if "reference-values.json" in (cm.get("data") or {}):
+            return  # the old format: upstream converts it; the twin leaves it to the user (not modelled)
+        self.kube.merge_patch(path("v1", "configmaps", name, namespace),
+                              {"metadata": {"annotations": {MIGRATION_ANNOTATION: MIGRATION_VERSION}}})
+
+    def _configmap_versions(self, namespace, spec):
+        """getConfigMapVersionAnnotations: "name:resourceVersion" of each mounted ConfigMap, comma-separated."""
+        versions = []
+        for field in ("kbsConfigMapName", "kbsRvpsRefValuesConfigMapName", "kbsAttestationPolicyConfigMapName",
+                      "kbsGpuAttestationPolicyConfigMapName", "kbsResourcePolicyConfigMapName"):
+            name = spec.get(field)
+            cm = self.cache("v1", "configmaps").get(name, namespace) if name else None
+            if cm is not None:
+                versions.append(f"{name}:{cm['metadata']['resourceVersion']}")
+        return {CONFIGMAP_VERSIONS: ",".join(versions)} if versions else {}
+
+    def _env(self, spec):
+        """buildEnvVars: the cluster Proxy's settings, overridden by KbsEnvVars, sorted by name."""
+        env = {}
+        proxy = (self.cache(CONFIG, "proxies").get("cluster") or {}).get("spec") or {}
+        for field, names in (("httpProxy", ("HTTP_PROXY", "http_proxy")), ("httpsProxy", ("HTTPS_PROXY", "https_proxy")),
+                             ("noProxy", ("NO_PROXY", "no_proxy"))):
+            if proxy.get(field):
+                env.update({n: proxy[field] for n in names})
+        env.update({k: str(v) for k, v in (spec.get("KbsEnvVars") or {}).items()})
+        return [{"name": k, "value": v} for k, v in sorted(env.items())]
+
+    def template(self, namespace, spec, layout):
+        """The pod template newKbsDeployment builds for an AllInOneDeployment."""
+        volumes, mounts, staging = pod_volumes(spec, layout)
+        labels = {"app": "kbs"}
+        return {
+            "metadata": {"labels": labels, "annotations": self._configmap_versions(namespace, spec)},
+            "spec": {
+                "initContainers": [{
+                    "name": "secret-converter", "image": OPERATOR_IMAGE, "command": ["/secret-converter"],
+                    "volumeMounts": mounts + staging,
+                    "securityContext": dict(SECURITY_CONTEXT, runAsNonRoot=True)}],
+                "containers": [{
+                    "name": "kbs", "image": KBS_IMAGE,
+                    "ports": [{"containerPort": PORT, "name": "kbs"}],
+                    "command": ["/usr/local/bin/kbs", "--config-file", kbs_config.KBS_CONFIG],
+                    "securityContext": copy.deepcopy(SECURITY_CONTEXT),
+                    "volumeMounts": mounts, "env": self._env(spec)}],
+                "volumes": volumes},
+        }
+
     def reconcile(self, key):
         namespace, name = key
         kbs = self.cache(API, "kbsconfigs").get(name, namespace)
-        if kbs is None or kbs["metadata"].get("deletionTimestamp"):
+        if kbs is None:
             return None
+        if kbs["metadata"].get("deletionTimestamp"):
+            return self._finalize(kbs)
         spec = kbs.get("spec") or {}
         owner = _owner(kbs)
         ready = False
         if not spec.get("kbsConfigMapName"):
             self._status(kbs, False)
             return None
+        layout = kbs_config.layout_for(operator_version(self.cache(OLM, "clusterserviceversions"), namespace))
+        self._annotate_reference_values(namespace, spec, layout)
         missing = self._missing(namespace, spec)
         if missing:
             # A pod would sit in ContainerCreating on volumes that cannot be set up; say what is missing.
             log.info("%s/%s: waiting for %s", namespace, name, ", ".join(missing))
             self._status(kbs, False)
             return None
-        layout = kbs_config.layout_for(operator_version(self.cache(OLM, "clusterserviceversions"), namespace))
-        volumes, mounts = pod_volumes(spec, layout)
-        env = [{"name": k, "value": str(v)} for k, v in sorted((spec.get("KbsEnvVars") or {}).items())]
+        template = self.template(namespace, spec, layout)
         replicas = (spec.get("KbsDeploymentSpec") or {}).get("replicas")
+        replicas = 1 if replicas is None else replicas
         labels = {"app": "kbs"}
-        template = {
-            "metadata": {"labels": labels},
-            "spec": {"containers": [{
-                "name": "kbs", "image": KBS_IMAGE, "imagePullPolicy": "IfNotPresent",
-                "command": ["/usr/local/bin/kbs", "--config-file", kbs_config.KBS_CONFIG],
-                "ports": [{"name": "kbs-port", "containerPort": PORT, "protocol": "TCP"}],
-                "env": env, "volumeMounts": mounts}],
-                "volumes": volumes},
-        }
-        desired = {"replicas": 1 if replicas is None else replicas,
-                   "selector": {"matchLabels": labels}, "template": template}
         dep = self.cache("apps/v1", "deployments").get(DEPLOYMENT, namespace)
         dp = path("apps/v1", "deployments", DEPLOYMENT, namespace)
         if dep is None:
+            created = False
             try:
                 self.kube.create(path("apps/v1", "deployments", namespace=namespace), {
                     "apiVersion": "apps/v1", "kind": "Deployment",
-                    "metadata": {"name": DEPLOYMENT, "namespace": namespace, "labels": labels,
-                                 "ownerReferences": [owner]},
-                    "spec": desired})
+                    "metadata": {"name": DEPLOYMENT, "namespace": namespace, "ownerReferences": [owner]},
+                    "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                             "template": template}})
+                created = True
             except ApiError as exc:
                 if exc.status != 409:
                     raise
+            if created and FINALIZER not in (kbs["metadata"].get("finalizers") or []):
+                # deployOrUpdateKbsDeployment → addKbsConfigFinalizer, right after creating the Deployment.
+                body = copy.deepcopy(kbs)
+                body["metadata"]["finalizers"] = list(kbs["metadata"].get("finalizers") or []) + [FINALIZER]
+                self.kube.replace(path(API, "kbsconfigs", name, namespace), body)
+                return None  # the update event brings us back
         else:
             current = dep["spec"]
-            current_container = current["template"]["spec"]["containers"][0]
-            wanted_container = template["spec"]["containers"][0]
-            drift = (current.get("replicas") != desired["replicas"]
-                     or current["template"]["spec"].get("volumes") != volumes
-                     or any(current_container.get(k) != wanted_container[k]
-                            for k in ("image", "env", "volumeMounts", "ports", "command")))
-            if drift:
+            if current.get("replicas") != replicas or template_drift(current.get("template") or {}, template):
                 body = copy.deepcopy(dep)
-                body["spec"]["replicas"] = desired["replicas"]
-                body["spec"]["template"]["spec"]["volumes"] = volumes
-                body["spec"]["template"]["spec"]["containers"][0].update(wanted_container)
+                body["spec"]["replicas"] = replicas
+                body["spec"]["template"] = template
                 self.kube.replace(dp, body)
                 log.info("%s/%s: %s updated", namespace, name, DEPLOYMENT)
             status = dep.get("status") or {}
@@ -420,14 +605,14 @@ class KbsConfigController(Controller):
                      and any(c.get("type") == "Available" and c.get("status") == "True"
                              for c in status.get("conditions") or [])
                      and status.get("availableReplicas", 0) >= 1
-                     and status.get("updatedReplicas", 0) >= desired["replicas"])
+                     and status.get("updatedReplicas", 0) >= replicas)
         service = self.cache("v1", "services").get(SERVICE, namespace)
         if service is None:
             try:
+                # newKbsService: no labels; selector app=kbs; port kbs-port 8080 → 8080.
                 self.kube.create(path("v1", "services", namespace=namespace), {
                     "apiVersion": "v1", "kind": "Service",
-                    "metadata": {"name": SERVICE, "namespace": namespace, "labels": labels,
-                                 "ownerReferences": [owner]},
+                    "metadata": {"name": SERVICE, "namespace": namespace, "ownerReferences": [owner]},
                     "spec": {"type": spec.get("kbsServiceType") or "ClusterIP", "selector": labels,
                              "ports": [{"name": "kbs-port", "port": PORT, "targetPort": PORT, "protocol": "TCP"}]}})
             except ApiError as exc:
@@ -482,12 +667,22 @@ class KbsProcesses:
 PROCESSES = KbsProcesses()
 
 
+def pod_root(world, pod):
+    """The directory standing for the pod's file system, shared by its init and main containers."""
+    meta = pod["metadata"]
+    return Path(world.state_dir or "/tmp") / "pods" / meta["namespace"] / f"{meta['name']}-{meta['uid'][:8]}"
+
+
 def materialize(kube, pod, container, root):
-    """Write the container's mounted ConfigMaps and Secrets under ``root`` at their mount paths."""
+    """Write the container's mounts under ``root``: ConfigMaps and Secrets as files, emptyDirs as directories."""
     namespace = pod["metadata"]["namespace"]
     volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
     for mount in container.get("volumeMounts") or []:
         volume = volumes.get(mount["name"]) or {}
+        target = root / mount["mountPath"].lstrip("/")
+        if "emptyDir" in volume:
+            target.mkdir(parents=True, exist_ok=True)  # shared between the pod's containers: never wiped here
+            continue
         if "configMap" in volume:
             name = volume["configMap"]["name"]
             obj = kube.get_or_none(path("v1", "configmaps", name, namespace))
@@ -502,7 +697,6 @@ def materialize(kube, pod, container, root):
             continue
         if obj is None:
             raise FileNotFoundError(f'MountVolume.SetUp failed for volume "{mount["name"]}": {kind} "{name}" not found')
-        target = root / mount["mountPath"].lstrip("/")
         if mount.get("subPath"):
             if mount["subPath"] not in files:
                 raise FileNotFoundError(f'{kind} "{name}" has no key "{mount["subPath"]}" (subPath of '
@@ -515,21 +709,59 @@ def materialize(kube, pod, container, root):
                 (target / key).write_bytes(content)
 
 
+class SecretConverterWorkload(workloads.Workload):
+    """The operator image's ``/secret-converter`` init container (trustee-operator cmd/secret-converter).
+
+    Every file ``/tmp/kbs-secrets/<secret>/<key>`` becomes the flat file
+    ``default\\x2F<secret>\\x2F<key>`` in the repository, the name kvstorage's LocalFs backend
+    gives the key ``default/<secret>/<key>``.
+    """
+
+    name = "trustee-secret-converter"
+
+    def claims(self, ctx):
+        return ctx.container.get("image") == OPERATOR_IMAGE and ctx.container.get("command") == ["/secret-converter"]
+
+    def run(self, ctx):
+        root = pod_root(ctx.world, ctx.pod)
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        try:
+            materialize(ctx.world.kube, ctx.pod, ctx.container, root)
+        except FileNotFoundError as exc:
+            return workloads.Result(exit_code=1, log=f"{exc}\n")
+        lines = ["Converting secret directories to flat files..."]
+        source = root / kbs_config.SECRETS_STAGING.lstrip("/")
+        repository = root / kbs_config.REPOSITORY.lstrip("/")
+        secrets = sorted(p for p in source.iterdir() if p.is_dir()) if source.is_dir() else []
+        if not secrets:
+            lines.append(f"No secrets found in {kbs_config.SECRETS_STAGING}, skipping conversion")
+        for secret in secrets:
+            lines.append(f"Processing secret: {secret.name}")
+            for file in sorted(f for f in secret.iterdir() if f.is_file() and not f.name.startswith(".")):
+                flat = f"default\\x2F{secret.name}\\x2F{file.name}"
+                lines.append(f"  Converting {file.name} -> {flat}")
+                repository.mkdir(parents=True, exist_ok=True)
+                (repository / flat).write_bytes(file.read_bytes())
+        if secrets:
+            lines.append("Secret conversion complete")
+        return workloads.Result(exit_code=0, log="".join(f"{line}\n" for line in lines))
+
+
 class KbsWorkload(workloads.Workload):
     name = "trustee-kbs"
 
     def claims(self, ctx):
-        return ctx.container.get("image", "").startswith(KBS_IMAGE.rsplit(":", 1)[0])
+        # Exactly the KBS image: the operator's own image (the init container) shares its prefix.
+        return ctx.container.get("image", "") == KBS_IMAGE
 
     def run(self, ctx):
         pod = ctx.pod
         meta = pod["metadata"]
         namespace, pod_name, uid = meta["namespace"], meta["name"], meta["uid"]
         write = ctx.extra.get("log") if ctx.extra else None
-        state = Path(ctx.world.state_dir or "/tmp")
-        root = state / "pods" / namespace / f"{pod_name}-{uid[:8]}"
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
+        root = pod_root(ctx.world, pod)
+        root.mkdir(parents=True, exist_ok=True)  # the init container made it, with the repository in it
         try:
             materialize(ctx.world.kube, pod, ctx.container, root)
         except FileNotFoundError as exc:
@@ -584,9 +816,26 @@ class KbsPodReaper(Controller):
         return None
 
 
+def seed(kube, profile):
+    """What an OpenShift cluster has before anyone installs Trustee: the APIServer and Proxy ``cluster`` objects.
+
+    A fresh cluster's APIServer sets no ``tlsSecurityProfile`` (the API server then applies
+    Intermediate, OpenShift's default), so the operator falls back to TrusteeConfig.tlsConfig; the
+    Proxy has an empty spec (no proxy).
+    """
+    for plural, kind, spec in (("apiservers", "APIServer", {"audit": {"profile": "Default"}}),
+                               ("proxies", "Proxy", {"trustedCA": {"name": ""}})):
+        kube.create_or_get(path(CONFIG, plural), {"apiVersion": CONFIG, "kind": kind,
+                                                  "metadata": {"name": "cluster"}, "spec": spec})
+
+
 def register(manager, world):
+    sources = kbs_config.Sources(kbs_config.upstream_dir_of_state(world.state_dir))
+    log.info("trustee operator twin: generating from %s",
+             sources.folder if sources.upstream else "the twin's own templates and policies")
+    workloads.register(SecretConverterWorkload())
     workloads.register(KbsWorkload())
     manager.informer("v1", "services")
-    manager.add(TrusteeConfigController(world))
+    manager.add(TrusteeConfigController(world, sources))
     manager.add(KbsConfigController(world))
     manager.add(KbsPodReaper(world))

@@ -60,6 +60,19 @@ class TokenRegistry(JWSRegistry):
 _PART = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
+# What upstream KBS stores as its resource policy when none is there (kbs/sample_policies/default.rego,
+# in the twin's words): the resource plugin, for any attester that is not the sample TEE.
+BUILTIN_RESOURCE_POLICY = """package policy
+
+default allow = false
+
+allow if {
+    data.plugin == "resource"
+    not input.submods.cpu0["ear.veraison.annotated-evidence"].sample
+}
+"""
+
+
 class KbsError(Exception):
     def __init__(self, status, name, detail):
         super().__init__(detail)
@@ -91,17 +104,23 @@ class Kbs:
             except (OSError, ValueError) as exc:
                 say(f"attestation_token: trusted certificate {path} not loaded ({exc})")
         service = self.conf.get("attestation_service") or {}
-        pcs = ((service.get("verifier_config") or {}).get("tdx_verifier") or {}).get("collateral_service")
-        self.pcs_url = pcs or kbs_config.INTEL_PCS_URL
+        # [attestation_service.verifier_config.dcap_verifier] collateral_service (the operator's templates)
+        self.pcs_url = kbs_config.dcap_collateral_service(self.conf) or kbs_config.INTEL_PCS_URL
         self.as_ = AttestationService(self.root, self.conf, opa, say, self._collateral)
         plugins = self.conf.get("plugins") or []
-        resource = next((p for p in plugins if p.get("name") == "resource"), None)
-        self.repository = (resource or {}).get("dir_path", kbs_config.REPOSITORY)
         self.plugins = {p.get("name") for p in plugins}
-        engine = self.conf.get("policy_engine") or {}
-        policy_path = engine.get("policy_path", kbs_config.RESOURCE_POLICY)
+        # The resource plugin on kvstorage keeps resources in the LocalFs namespace "repository", the
+        # policy engine its policy in namespace "kbs" as resource-policy.rego (trustee kbs
+        # api_server.rs ApiServer::new, plugins/implementations/resource/backend.rs; twin.kbs.config).
+        policy_path = kbs_config.resource_policy_path(self.conf)
         try:
-            self.resource_policy = self._file(policy_path).decode()
+            try:
+                self.resource_policy = self._file(policy_path).decode()
+            except FileNotFoundError:
+                # ApiServer::new: set_policy(KBS_POLICY_ID, sample_policies/default.rego, overwrite=false),
+                # so without a mounted policy the built-in default applies.
+                say(f"resource policy {policy_path}: absent; the KBS's built-in default policy applies")
+                self.resource_policy = BUILTIN_RESOURCE_POLICY
             rego.package_of(self.resource_policy)
         except (OSError, rego.PolicyError) as exc:
             say(f"resource policy {policy_path}: not usable ({exc}); every resource request is denied")
@@ -214,7 +233,7 @@ class Kbs:
             raise KbsError(403, "PolicyDeny", "Access denied by policy (no usable resource policy)")
         try:
             allowed = rego.allows(self.opa, self.resource_policy, claims,
-                                  {"plugin": "resource", "resource-path": resource_path, "query": {}})
+                                  {"plugin": "resource", "resource-path": list(path_parts), "query": {}})
         except rego.PolicyError as exc:
             say(f"resource {resource_path}: resource policy error: {exc}")
             raise KbsError(403, "PolicyDeny", f"Access denied by policy (policy error: {exc})")
@@ -222,7 +241,7 @@ class Kbs:
         if not allowed:
             say(f"resource {resource_path}: denied by the resource policy (submods {statuses})")
             raise KbsError(403, "PolicyDeny", "Access denied by policy")
-        file = self.root / self.repository.lstrip("/") / resource_path
+        file = self.root / kbs_config.repository_file(self.conf, resource_path).lstrip("/")
         if not file.is_file():
             say(f"resource {resource_path}: not found")
             raise KbsError(404, "ResourceNotFound", f"Resource {resource_path} not found")
