@@ -133,8 +133,89 @@ def ensure_opa(log=None) -> Path:
     return target
 
 
+
+# -- the attestation engine of the Trustee twin ---------------------------------------------------
+#
+# Upstream Trustee evaluates policies with regorus, builds and signs its tokens with veraison's ear
+# crate and parses KBS messages with kbs-types. The twin runs those crates, at trustee's pinned
+# versions, in one small Rust program (twin/engine, its Cargo.lock committed) built from crates.io
+# on first use and cached by the hash of its sources, like the control plane.
+
+ENGINE_SRC = Path(__file__).resolve().parent / "engine"
+ENGINE_NAME = "twin-attestation-engine"
+
+
+def engine_hash() -> str:
+    """Hash of what decides the engine binary: its manifest, lock file and sources."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = [ENGINE_SRC / "Cargo.toml", ENGINE_SRC / "Cargo.lock", *sorted((ENGINE_SRC / "src").rglob("*.rs"))]
+    for path in files:
+        digest.update(path.relative_to(ENGINE_SRC).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def engine_path(source_hash: str = None) -> Path:
+    override = os.environ.get("TWIN_ENGINE")
+    if override:
+        return Path(override)
+    return cache_dir() / "engine" / (source_hash or engine_hash()) / ENGINE_NAME
+
+
+def ensure_engine(log=None) -> Path:
+    """Return the path of the attestation engine, building it with cargo first if needed.
+
+    Concurrent callers (tests, KBS processes) take a file lock: one builds, the others block on the
+    lock and then find the binary. cargo's target directory is shared between source hashes, so a
+    change of the sources rebuilds only the engine itself.
+    """
+    import fcntl
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    target = engine_path()
+    if os.access(target, os.X_OK):
+        return target
+    cargo = shutil.which("cargo")
+    if not cargo:
+        raise RuntimeError(f"cargo is needed to build the twin's attestation engine ({ENGINE_SRC}); install Rust "
+                           "(rustup) or set TWIN_ENGINE to a built binary")
+    root = cache_dir() / "engine"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.access(target, os.X_OK):
+            return target
+        crates = sum(1 for line in (ENGINE_SRC / "Cargo.lock").read_text().splitlines() if line == "[[package]]")
+        log(f"twin: building the attestation engine (regorus, ear, kbs-types from crates.io; {crates} crates) "
+            f"(first use; cached in {target.parent})")
+        started = time.monotonic()
+        env = dict(os.environ, CARGO_TARGET_DIR=str(root / "target"), CARGO_TERM_COLOR="never")
+        cmd = [cargo, "build", "--release", "--locked", "--manifest-path", str(ENGINE_SRC / "Cargo.toml")]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        tail, compiled = [], 0
+        for line in proc.stderr:
+            tail = (tail + [line])[-60:]
+            if line.lstrip().startswith("Compiling "):
+                compiled += 1
+                if compiled % 25 == 0:
+                    log(f"twin: engine: compiled {compiled}/{crates} crates ({time.monotonic() - started:.0f}s)")
+        if proc.wait() != 0:
+            raise RuntimeError(f"cargo build of the attestation engine failed (exit {proc.returncode}):\n"
+                               + "".join(tail)[-4000:])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{ENGINE_NAME}.{os.getpid()}.tmp")
+        shutil.copy2(root / "target" / "release" / ENGINE_NAME, tmp)
+        os.replace(tmp, target)
+        log(f"twin: built the attestation engine in {time.monotonic() - started:.0f}s")
+    return target
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["opa"]:
         print(ensure_opa())
+    elif sys.argv[1:] == ["engine"]:
+        print(ensure_engine())
     else:
         print(ensure_binaries())
