@@ -1,36 +1,38 @@
-"""The attestation and resource policies, evaluated in OPA (the twin KBS's engine) on verifier-made claims.
+"""The twin's attestation and resource policies, evaluated as Trustee does, on verifier-made claims.
 
-The claims come from the twin's own verifiers over simulated evidence, so what is tested here is what a
-KBS evaluates. Expected trust-vector values are the documented ones (attestation.md §3.2-3.3, §4):
+The engine is the twin's (``twin/engine``: regorus, queried for ``data.policy.trust_claims`` only,
+tiers by the ear crate). The claims come from the twin's own verifiers over simulated evidence, and the
+policy input is built by the broker's ``transform_claims``, so what is tested here is what a KBS
+evaluates. Expected trust-vector values are the documented ones (attestation.md §3.2-3.3, §4):
 33/97/36 defaults, hardware 2 on a matched genuine platform, TDX executables 4 when the event-log
 digests are compared with a list (veritas' format), configuration 96 for unpinned initdata.
 """
 
 from pathlib import Path
 
-import jinja2
 import pytest
 
-from plugins.module_utils import initdata
+from ansible_collections.confidential.gpu.plugins.module_utils import attestation_policy, initdata
 from twin import build, profile as profiles, tee
-from twin.kbs import rego, verifier
-from twin.kbs.attestation import init_data_claims, status_of
+from twin.kbs import verifier
+from twin.kbs.attestation import init_data_claims
+from twin.kbs.engine import Engine, EngineError
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "twin" / "kbs" / "policies"
-ROLE_TEMPLATE = REPO / "roles" / "trustee" / "templates" / "default_cpu.rego.j2"
 URL = "https://kbs-trustee-operator-system.apps.twin.example.com"
 
 
 @pytest.fixture(scope="module")
 def opa():
-    return build.ensure_opa(log=lambda msg: None)
+    """The twin's attestation engine (the name is kept: these tests once ran in OPA)."""
+    eng = Engine(build.ensure_engine(log=lambda msg: None))
+    yield eng
+    eng.close()
 
 
-def role_policy(pinning):
-    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined)  # as Ansible's template lookup
-    return env.from_string(ROLE_TEMPLATE.read_text()).render(
-        trustee_initdata_pinning=pinning, trustee_policy_marker="test")
+def status_of(engine, vector):
+    return engine.tiers(vector)["status"]
 
 
 def _node(tee_type):
@@ -48,14 +50,8 @@ def cpu_input(tee_type, toml=None, debug=False, send_initdata=True):
         claims = verifier.verify_tdx(vm.evidence(runtime), runtime, sent, lambda quote: "UpToDate")
     else:
         claims = verifier.verify_snp(vm.evidence(runtime), runtime, sent)
-    annotated = {}
-    if "init_data" in claims:
-        annotated["init_data"] = claims.pop("init_data")
-        annotated["init_data_claims"] = init_data_claims(sent)
-    annotated["report_data"] = claims.pop("report_data")
-    annotated["runtime_data_claims"] = runtime
-    annotated[tee_type] = claims
-    return profile, node, annotated
+    return profile, node, {"tee": tee_type, "claims": claims, "init_data_claims": init_data_claims(sent),
+                           "runtime_data_claims": runtime}
 
 
 def reference(profile, node, tee_type, extra=None):
@@ -65,20 +61,25 @@ def reference(profile, node, tee_type, extra=None):
     return values
 
 
-def vector(opa, policy, doc, ref):
-    return rego.trust_vector(opa, policy, doc, ref)
+def vector(engine, policy, doc, ref):
+    """The trust vector ``policy`` gives: ``doc`` is verifier claims (made into the broker's input) or an input."""
+    if "claims" in doc and "tee" in doc:
+        doc = engine.transform_claims(doc["tee"], doc["claims"], doc["init_data_claims"], doc["runtime_data_claims"])
+    return engine.appraise(policy, doc, ref)["trust_vector"]
 
 
 DEFAULT_CPU = (POLICIES / "default_cpu.rego").read_text()
 
 
 @pytest.mark.parametrize("tee_type", ["tdx", "snp"])
-def test_the_operator_default_and_the_role_policy_agree_without_pinning(opa, tee_type):
+def test_the_collections_pinning_keeps_every_other_claim(opa, tee_type):
     toml = initdata.render(URL)
     profile, node, doc = cpu_input(tee_type, toml)
     good = reference(profile, node, tee_type)
+    binding = initdata.bindings(toml)["tdx_mrconfigid" if tee_type == "tdx" else "snp_hostdata"]
+    pinned = attestation_policy.pin(DEFAULT_CPU)
     for ref in (good, {}, dict(good, mr_td=["00" * 48], snp_launch_measurement=["00" * 48])):
-        assert vector(opa, DEFAULT_CPU, doc, ref) == vector(opa, role_policy(False), doc, ref)
+        assert vector(opa, DEFAULT_CPU, doc, ref) == vector(opa, pinned, doc, dict(ref, init_data=[binding]))
 
 
 def test_tdx_values_are_the_documented_ones(opa):
@@ -87,13 +88,13 @@ def test_tdx_values_are_the_documented_ones(opa):
     v = vector(opa, DEFAULT_CPU, doc, good)
     # executables 4: veritas-style lists never equal the event-log digest (attestation.md §3.4 a).
     assert (v["hardware"], v["executables"], v["configuration"]) == (2, 4, 2)
-    assert status_of(v) == "affirming"
+    assert status_of(opa, v) == "affirming"
     # Scalar event-log values reach the fully matched branch.
     scalar = dict(good, tdvfkernel=good["tdvfkernel"][0], tdvfkernelparams=good["tdvfkernelparams"][0])
     assert vector(opa, DEFAULT_CPU, doc, scalar)["executables"] == 3
     nothing = vector(opa, DEFAULT_CPU, doc, {})
     assert (nothing["hardware"], nothing["executables"], nothing["configuration"]) == (97, 33, 36)
-    assert status_of(nothing) == "contraindicated"
+    assert status_of(opa, nothing) == "contraindicated"
     without_xfam = {k: v for k, v in good.items() if k != "xfam"}
     assert vector(opa, DEFAULT_CPU, doc, without_xfam)["configuration"] == 36
     debug_doc = cpu_input("tdx", initdata.render(URL), debug=True)[2]
@@ -112,20 +113,20 @@ def test_snp_values_are_the_documented_ones(opa):
 
 
 @pytest.mark.parametrize("tee_type", ["tdx", "snp"])
-def test_initdata_pinning_in_the_role_policy(opa, tee_type):
+def test_initdata_pinning_of_the_collection(opa, tee_type):
     pinned_toml = initdata.render(URL)
     other_toml = initdata.render(URL, policy="allow-all")
     profile, node, pinned_doc = cpu_input(tee_type, pinned_toml)
     binding = initdata.bindings(pinned_toml)["tdx_mrconfigid" if tee_type == "tdx" else "snp_hostdata"]
     ref = reference(profile, node, tee_type, {"init_data": [binding]})
-    policy = role_policy(True)
+    policy = attestation_policy.pin(DEFAULT_CPU)
     allowed = vector(opa, policy, pinned_doc, ref)
-    assert allowed["configuration"] == 2 and status_of(allowed) == "affirming"
+    assert allowed["configuration"] == 2 and status_of(opa, allowed) == "affirming"
     other_doc = cpu_input(tee_type, other_toml)[2]
     assert vector(opa, policy, other_doc, ref)["configuration"] == 96
-    # A VM without initdata (nothing bound, nothing sent) cannot slip through either.
+    # A VM without initdata (its register holds zeros, which the verifier reports) cannot slip through either.
     bare_doc = cpu_input(tee_type, None)[2]
-    assert "init_data" not in bare_doc
+    assert set(bare_doc["claims"]["init_data"]) == {"0"}
     assert vector(opa, policy, bare_doc, ref)["configuration"] == 96
     # Without the init_data reference value, pinning fails closed.
     assert vector(opa, policy, pinned_doc, {k: v for k, v in ref.items() if k != "init_data"})["configuration"] == 96
@@ -161,21 +162,34 @@ def test_gpu_policy_on_nras_claims(opa):
     assert vector(opa, gpu, {"nvidia": failed_rim}, {})["executables"] == 33
     # The local verifier's claims (no NRAS) cannot affirm with this policy.
     local = {"arch": "HOPPER", "uuid": "GPU-1", "measurements": {"0": "ab"}, "config": {}}
-    assert status_of(vector(opa, gpu, {"nvidia": local}, {})) == "contraindicated"
+    assert status_of(opa, vector(opa, gpu, {"nvidia": local}, {})) == "contraindicated"
+
+
+def _submod(status, **vector):
+    return {"ear.status": status, "ear.trustworthiness-vector": vector}
 
 
 def test_resource_policies(opa):
+    """The Restricted policy reads the executables, configuration and hardware claims, not ear.status."""
     restrictive = (POLICIES / "resource-policy-restrictive.rego").read_text()
     permissive = (POLICIES / "resource-policy-permissive.rego").read_text()
-    data = {"plugin": "resource", "resource-path": "default/kbsres1/key1"}
-    affirming = {"ear.status": "affirming"}
-    assert rego.allows(opa, restrictive, {"submods": {"cpu0": affirming, "gpu0": affirming}}, data)
-    assert not rego.allows(opa, restrictive, {"submods": {"cpu0": affirming, "gpu0": {"ear.status": "warning"}}}, data)
-    assert not rego.allows(opa, restrictive, {"submods": {}}, data)
-    assert rego.allows(opa, permissive, {"submods": {"cpu0": {"ear.status": "contraindicated"}}}, data)
-    assert not rego.allows(opa, permissive, {"submods": {}}, dict(data, plugin="sample"))
+    path = "default/kbsres1/key1"
+    good = _submod("affirming", executables=3, configuration=2, hardware=2)
+    assert opa.resource_allowed(restrictive, {"submods": {"cpu0": good, "gpu0": good}}, path)
+    warned = _submod("warning", executables=33, configuration=2, hardware=2)
+    assert not opa.resource_allowed(restrictive, {"submods": {"cpu0": good, "gpu0": warned}}, path)
+    # A warning from a claim the policy does not read (file-system) does not refuse ...
+    fs_warning = dict(good, **{"ear.status": "warning", "ear.trustworthiness-vector": dict(
+        good["ear.trustworthiness-vector"], **{"file-system": 40})})
+    assert opa.resource_allowed(restrictive, {"submods": {"cpu0": fs_warning}}, path)
+    # ... and neither does a claim the token does not carry; zeros (no trust_claims) do.
+    assert opa.resource_allowed(restrictive, {"submods": {"cpu0": _submod("affirming", hardware=2)}}, path)
+    assert not opa.resource_allowed(restrictive, {"submods": {"cpu0": _submod("none", executables=0)}}, path)
+    assert not opa.resource_allowed(restrictive, {"submods": {}}, path)
+    assert opa.resource_allowed(permissive, {"submods": {"cpu0": {"ear.status": "contraindicated"}}}, path)
+    assert not opa.resource_allowed(permissive, {"submods": {}}, path, plugin="sample")
 
 
-def test_a_broken_policy_is_reported_with_opas_words(opa):
-    with pytest.raises(rego.PolicyError, match=r"unexpected eof token \(policy.rego:4\)"):
-        rego.trust_vector(opa, "package policy\nimport rego.v1\nhardware := 2 if {\n", {}, {})
+def test_a_broken_policy_is_reported_with_the_engines_words(opa):
+    with pytest.raises(EngineError, match=r"Failed to load policy"):
+        opa.appraise("package policy\nimport rego.v1\nhardware := 2 if {\n", {}, {})

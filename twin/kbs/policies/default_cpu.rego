@@ -1,6 +1,11 @@
 # CPU attestation policy of the Trustee twin: the rules of Trustee's default EAR CPU policy
-# (TDX and SEV-SNP), written for the twin. Each AR4SI group starts at the value that means
-# "not shown trustworthy" and is raised only when the evidence matches the reference values.
+# (TDX and SEV-SNP, the TEEs the twin's verifiers emit), written for the twin. Each AR4SI group
+# starts at the value that means "not shown trustworthy" and is raised only when the evidence
+# matches the reference values.
+#
+# Trustee's attestation service reads exactly two rules of this package (attestation-service
+# ear_token/broker.rs): `trust_claims`, the AR4SI vector (without it every claim is 0, status
+# "none"), and `extensions`, extra claims of the submod. Nothing else here reaches the token.
 package policy
 
 import rego.v1
@@ -20,6 +25,17 @@ default runtime_opaque := 0
 default storage_opaque := 0
 
 default sourced_data := 0
+
+trust_claims := {
+	"instance-identity": instance_identity,
+	"configuration": configuration,
+	"executables": executables,
+	"file-system": file_system,
+	"hardware": hardware,
+	"runtime-opaque": runtime_opaque,
+	"storage-opaque": storage_opaque,
+	"sourced-data": sourced_data,
+}
 
 # -- Intel TDX --------------------------------------------------------------------------------------
 
@@ -107,3 +123,24 @@ else := 3 if {
 	input.snp.policy_debug_allowed == false
 	input.snp.policy_migrate_ma == false
 }
+
+# -- submod extensions ------------------------------------------------------------------------------
+
+# The workload the guest runtime was told to run, as the initdata's agent policy names it
+# (the attestation service turns its policy_data into init_data_claims.agent_policy_claims):
+# images and user ids of its containers, each listed only when there is at least one.
+extensions := [{
+	"name": "ear.trustee.identifiers",
+	"key": -18,
+	"value": {"validated": object.union(listed("container_images", agent_images), listed("container_uids", agent_uids))},
+}]
+
+agent_containers := [c | some c in input.init_data_claims.agent_policy_claims.containers]
+
+agent_images := [c.OCI.Annotations["io.kubernetes.cri.image-name"] | some c in agent_containers]
+
+agent_uids := [c.OCI.Process.User.UID | some c in agent_containers]
+
+listed(name, values) := {name: values} if {
+	count(values) > 0
+} else := {}

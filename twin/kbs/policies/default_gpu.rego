@@ -1,5 +1,6 @@
 # GPU attestation policy of the Trustee twin: the rules of Trustee's default EAR GPU policy, read
 # against the claims NRAS returns for one GPU (claims version 3.0). Applied to every gpuN submod.
+# The attestation service reads only `trust_claims` (and `extensions`, none here).
 package policy
 
 import rego.v1
@@ -19,6 +20,17 @@ default runtime_opaque := 0
 default storage_opaque := 0
 
 default sourced_data := 0
+
+trust_claims := {
+	"instance-identity": instance_identity,
+	"configuration": configuration,
+	"executables": executables,
+	"file-system": file_system,
+	"hardware": hardware,
+	"runtime-opaque": runtime_opaque,
+	"storage-opaque": storage_opaque,
+	"sourced-data": sourced_data,
+}
 
 # The attestation report is signed by a genuine device whose certificate chain is valid and not
 # revoked, and the architecture is the one claimed.
@@ -50,7 +62,7 @@ executables := 3 if {
 	vbios_chain["x-nvidia-cert-ocsp-status"] == "good"
 	vbios_chain["x-nvidia-cert-status"] == "valid"
 	every check in rim_checks {
-		input.nvidia[check] == true
+		input.nvidia[check]
 	}
 	input.nvidia.measres == "success"
 }
