@@ -1,211 +1,238 @@
-"""The twin KBS's built-in attestation service: verify evidence, appraise with policies, issue an EAR.
+"""The twin KBS's built-in attestation service: verify evidence, then appraise and issue as Trustee does.
 
-For one ``/kbs/v0/attest`` request: the primary evidence (TDX or SNP) and each GPU's evidence go to
-their verifiers; the CPU claims are appraised by the CPU policy (``default_cpu``), every GPU's by the
-GPU policy (``default_gpu``), both reading the reference values; each appraisal becomes a submod
-(``cpu0``, ``gpu0``...) whose status is the worst AR4SI tier among its claims; the token is an EAR,
-signed ES256 with the public key (and certificate chain, when configured) in its header's JWK.
+For one ``/kbs/v0/attest`` request (trustee 78962cd4 ``kbs/src/attestation/backend.rs`` ``attest``,
+``kbs/src/attestation/coco/builtin.rs``, ``attestation-service/src/lib.rs`` ``evaluate``): the body
+is parsed as a kbs-types ``Attestation``; the primary evidence (TDX or SNP) and each GPU's evidence
+go to the twin's verifiers (``verifier.py``: simulated hardware); what they return goes, as
+``TeeClaims``, to the EAR broker. The broker is upstream's own code path run by the engine
+(``engine.py``, ``twin/engine``): each device appraised with the policy ``default_<class>`` by
+regorus (only ``data.policy.trust_claims`` and ``data.policy.extensions`` are read), trust vectors,
+tiers and status by the ``ear`` crate, the token built and signed ES256 by the ``ear`` crate with
+the broker's header (its JWK, and x5c when a certificate is configured).
+
+Configuration, read in the schema the real operator writes (``kbs-config-*.toml``), with the fields
+upstream's structs deserialize (unknown fields ignored, as serde does there):
+
+* ``[attestation_service.attestation_token_broker]`` is ``EarTokenConfiguration``
+  (``attestation-service/src/config.rs`` ``Config.attestation_token_broker``): ``duration_min``
+  (default 5), ``issuer_name``, ``developer_name``, ``build_name``, ``profile_name``,
+  ``verbose_token`` and ``signer`` (``key_path``, ``cert_path``, ``cert_url``). The Restricted
+  template's ``[attestation_service.attestation_token_config] duration_min`` is a field no upstream
+  struct has: it is ignored and the default (5) applies.
+* Attestation policies: the AS keeps them in its storage, namespace ``attestation_service_policy``
+  (``attestation-service/src/lib.rs`` ``AS_POLICY_STORAGE_NAMESPACE``) of the KBS's unified
+  storage backend (``kbs/src/attestation/coco/builtin.rs`` ``Config::to_as_config``), a LocalFs
+  directory ``<dir_path>/attestation_service_policy/<id>.rego``; the operator mounts its ConfigMaps
+  at ``/opt/confidential-containers/storage/attestation_service_policy/default_cpu.rego`` and
+  ``default_gpu.rego`` (trustee-operator ``internal/controller/kbsconfig_controller.go``,
+  ``common.go`` ``attestationPolicyPath``). The path comes from ``twin.kbs.config``
+  ``attestation_policy_path``. Where no file is there, the broker installs its built-in default
+  (``EarAttestationTokenBroker::new``: ``set_policy(.., overwrite=false)``); the twin's built-in
+  defaults are its own policies in ``twin/kbs/policies``.
+* Reference values: ``twin.kbs.rvps.load`` (upstream's LocalJson reading rules); an entry that
+  cannot be read fails the evaluation that queries it, an unreadable store every query.
 """
 
-import datetime
 import json
+import threading
 import tomllib
-import uuid
+from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from joserfc import jwt
-from joserfc.jwk import ECKey
+from . import config as kbs_config
+from . import engine as engine_mod
+from . import rvps, verifier
 
-from . import rego, rvps, verifier
+# attestation-service/src/lib.rs AS_POLICY_STORAGE_NAMESPACE; ear_token/broker.rs policy ids.
+AS_POLICY_NAMESPACE = "attestation_service_policy"
+DEFAULT_POLICY_ID = "default"
+TEE_CLASSES = ("cpu", "gpu")
+# The pod paths the operator mounts the CPU and GPU policies at (for the default LocalFs layout).
+CPU_POLICY_PATH = f"/opt/confidential-containers/storage/{AS_POLICY_NAMESPACE}/default_cpu.rego"
+GPU_POLICY_PATH = f"/opt/confidential-containers/storage/{AS_POLICY_NAMESPACE}/default_gpu.rego"
+BUILTIN_POLICIES = Path(__file__).resolve().parent / "policies"
 
-EAT_PROFILE = "tag:github.com,2024:confidential-containers/Trustee"
-VERIFIER_ID = {"developer": "https://confidentialcontainers.org", "build": "attestation-service 0.1.0 (twin)"}
-ISSUER = "CoCo-Attestation-Service"
 AR4SI_GROUPS = ("instance-identity", "configuration", "executables", "file-system", "hardware", "runtime-opaque",
                 "storage-opaque", "sourced-data")
-TIERS = ("none", "affirming", "warning", "contraindicated")
+TIERS = engine_mod.TIERS
 
 
 class AttestationError(Exception):
     """Attestation refused; the message is the reason given to the attester (and logged)."""
 
 
+def _engine():
+    return engine_mod.shared()
+
+
 def tier(value):
-    if -1 <= value <= 1:
-        return "none"
-    if -32 < value < 32:
-        return "affirming"
-    if -96 < value < 96:
-        return "warning"
-    return "contraindicated"
+    """The AR4SI tier of one claim value, as the ear crate computes it (``TrustClaim::tier``)."""
+    return _engine().tiers({"hardware": value})["tiers"]["hardware"]
 
 
 def status_of(vector):
-    worst = "none"
-    for value in vector.values():
-        if TIERS.index(tier(value)) > TIERS.index(worst):
-            worst = tier(value)
-    return worst
+    """The appraisal status of a trust vector: its worst tier (``Appraisal::update_status_from_trust_vector``)."""
+    return _engine().tiers(dict(vector))["status"]
 
 
 def init_data_claims(toml_text):
-    """The initdata as claims: its data entries, with aa.toml and cdh.toml read as TOML."""
+    """The initdata as claims: attestation-service/src/lib.rs ``parse_init_data``.
+
+    The ``data`` table as JSON; ``aa.toml`` and ``cdh.toml`` replaced by their parsed TOML when they
+    parse (kept as text when not); a ``policy.rego`` whose ``policy_data := {...}`` JSON is found is
+    replaced by ``agent_policy_claims`` (``extract_policy_data``). A body that is not TOML fails.
+    """
+    if toml_text is None:
+        return None
     try:
         doc = tomllib.loads(toml_text)
     except tomllib.TOMLDecodeError as exc:
-        raise AttestationError(f"init-data is not TOML: {exc}")
-    claims = {}
-    for key, value in (doc.get("data") or {}).items():
-        if key in ("aa.toml", "cdh.toml") and isinstance(value, str):
+        raise AttestationError(f"parse init data: parse TOML structured data: {exc}")
+    claims = dict(doc.get("data") or {})
+    for key in ("cdh.toml", "aa.toml"):
+        if isinstance(claims.get(key), str):
             try:
-                claims[key] = tomllib.loads(value)
-            except tomllib.TOMLDecodeError as exc:
-                raise AttestationError(f"init-data {key} is not TOML: {exc}")
-        else:
-            claims[key] = value
+                claims[key] = tomllib.loads(claims[key])
+            except tomllib.TOMLDecodeError:
+                pass
+    if isinstance(claims.get("policy.rego"), str):
+        policy_data = _extract_policy_data(claims["policy.rego"])
+        if policy_data is not None:
+            del claims["policy.rego"]
+            claims["agent_policy_claims"] = policy_data
     return claims
 
 
-class TokenSigner:
-    """The attestation-token key: the configured one (with its certificate chain), or an ephemeral key."""
+def _extract_policy_data(rego_text):
+    """lib.rs ``extract_policy_data``: the JSON object from ``policy_data := {`` to the end of the file."""
+    start = rego_text.find("policy_data := {")
+    if start < 0:
+        return None
+    try:
+        return json.loads(rego_text[start + len("policy_data := "):])
+    except ValueError:
+        return None
 
-    def __init__(self, key_pem=None, cert_pem=None):
-        if key_pem:
-            key = serialization.load_pem_private_key(key_pem, None)
-            if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-                raise ValueError("the attestation token key must be an EC P-256 key (tokens are ES256)")
-        else:
-            key = ec.generate_private_key(ec.SECP256R1())
-        self.key = ECKey.import_key(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()))
-        self.chain = []
-        if cert_pem:
-            import base64
 
-            for cert in x509.load_pem_x509_certificates(cert_pem):
-                self.chain.append(base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode())
-
-    def jwk(self):
-        jwk = dict(self.key.as_dict(private=False), alg="ES256")
-        if self.chain:
-            jwk["x5c"] = list(self.chain)
-        return jwk
-
-    def sign(self, claims):
-        return jwt.encode({"alg": "ES256", "typ": "JWT", "jwk": self.jwk()}, claims, self.key)
+def token_config(conf):
+    """``EarTokenConfiguration`` fields of ``[attestation_service.attestation_token_broker]``, for the engine."""
+    broker = ((conf or {}).get("attestation_service") or {}).get("attestation_token_broker") or {}
+    fields = ("duration_min", "issuer_name", "developer_name", "build_name", "profile_name", "verbose_token")
+    return {name: broker[name] for name in fields if name in broker}
 
 
 class AttestationService:
-    def __init__(self, root, conf, opa, say, collateral):
-        self.root = root
+    def __init__(self, root, conf, opa, say, collateral, engine=None):
+        """``opa`` is unused (the engine evaluates); kept for the KBS's call signature."""
+        self.root = Path(root)
         self.conf = conf
-        self.opa = opa
         self.say = say
         self.collateral = collateral
+        self.engine = engine or engine_mod.shared(say=say)
         service = conf.get("attestation_service") or {}
-        self.policy_dir = service.get("policy_dir", "/opt/confidential-containers/attestation-service/policies")
-        broker = service.get("attestation_token_broker") or {}
-        self.duration = int(broker.get("duration_min", 5))
-        signer = broker.get("signer") or {}
-        key = self._read(signer["key_path"]) if signer.get("key_path") else None
-        cert = self._read(signer["cert_path"]) if signer.get("cert_path") else None
-        self.signer = TokenSigner(key, cert)
-        if not key:
-            say("attestation token signer: none configured; tokens are signed with an ephemeral key")
-        storage = ((service.get("rvps_config") or {}).get("storage") or {})
-        self.rvps_path = storage.get("file_path")
         self.verifiers = service.get("verifier_config") or {}
+        self.token_config = token_config(conf)
+        if "attestation_token_config" in service:
+            say("attestation_service.attestation_token_config: not a field of the attestation service's config "
+                "(upstream reads attestation_token_broker); ignored, token duration "
+                f"{self.token_config.get('duration_min', 5)} min")
+        broker = service.get("attestation_token_broker") or {}
+        signer = broker.get("signer") or {}
+        self.signer = None
+        if signer.get("key_path"):
+            try:
+                cert = signer.get("cert_path")
+                self.signer = {"key_pem": self._read(signer["key_path"]).decode(),
+                               "cert_pem": self._read(cert).decode() if cert else None,
+                               "cert_url": signer.get("cert_url")}
+            except OSError as exc:
+                raise AttestationError(f"Read Token Signer private key failed: {exc}")
+        else:
+            say("attestation token signer: none configured; tokens are signed with an ephemeral key")
         self.policies = {}
-        for policy_id in ("default_cpu", "default_gpu"):
-            path = f"{self.policy_dir}/opa/{policy_id}.rego"
+        for tee_class in TEE_CLASSES:
+            policy_id = f"{DEFAULT_POLICY_ID}_{tee_class}"
+            path = kbs_config.attestation_policy_path(conf, policy_id)
             try:
                 self.policies[policy_id] = self._read(path).decode()
+                source = path
             except OSError:
-                say(f"attestation policy {policy_id}: {path} is missing; attestation of that class will fail")
+                self.policies[policy_id] = (BUILTIN_POLICIES / f"{policy_id}.rego").read_text()
+                source = "the built-in default"
+            try:
+                self.engine.check_policy(self.policies[policy_id])
+            except engine_mod.EngineError as exc:
+                say(f"attestation policy {policy_id} ({source}): {exc}; attestation of that class will fail")
+            else:
+                say(f"attestation policy {policy_id}: {source}")
+        self._lock = threading.Lock()
 
     def _read(self, path):
         return (self.root / str(path).lstrip("/")).read_bytes()
 
-    def reference_values(self):
-        if not self.rvps_path:
-            return {}
+    def reference_store(self):
+        """``{reference_values, reference_errors, reference_failure}`` for the engine, from the RVPS."""
         try:
-            text = self._read(self.rvps_path).decode()
-        except OSError:
-            self.say(f"RVPS: {self.rvps_path} is missing; no reference values")
-            return {}
-        try:
-            return rvps.parse(text, say=self.say)
+            values = rvps.load(self._read, self.conf, say=self.say)
         except rvps.ReferenceValueFileError as exc:
-            raise AttestationError(f"RVPS: {self.rvps_path}: {exc}")
+            return {"reference_values": {}, "reference_errors": None, "reference_failure": str(exc)}
+        return {"reference_values": dict(values), "reference_errors": dict(getattr(values, "unreadable", {}) or {}),
+                "reference_failure": None}
 
-    def _appraise(self, policy_id, claims, reference):
-        policy = self.policies.get(policy_id)
-        if policy is None:
-            raise AttestationError(f"attestation policy {policy_id} is not loaded")
+    def parse_request(self, body):
+        """A ``/kbs/v0/auth`` body as the KBS reads it (kbs-types ``Request`` and the version check)."""
         try:
-            vector = rego.trust_vector(self.opa, policy, claims, reference)
-        except rego.PolicyError as exc:
-            raise AttestationError(f"attestation policy {policy_id}: {exc}")
-        full = {group: vector.get(group, 0) for group in AR4SI_GROUPS}
-        return {"ear.status": status_of(full), "ear.trustworthiness-vector": full,
-                "ear.appraisal-policy-id": "default", "ear.veraison.annotated-evidence": claims}
+            return self.engine.parse("Request", body)
+        except engine_mod.EngineError as exc:
+            raise AttestationError(str(exc))
 
     def attest(self, tee, request):
-        """(token, payload) for a KBS Attestation payload; AttestationError when refused."""
-        runtime_data = request.get("runtime-data")
-        if not isinstance(runtime_data, dict) or "nonce" not in runtime_data or "tee-pubkey" not in runtime_data:
-            raise AttestationError("runtime-data must carry nonce and tee-pubkey")
-        init = request.get("init-data")
+        """(token, claims) for a KBS Attestation payload; AttestationError when refused."""
+        try:
+            parsed = self.engine.parse("Attestation", request)
+        except engine_mod.EngineUnavailable:
+            raise
+        except engine_mod.EngineError as exc:
+            raise AttestationError(str(exc))
+        runtime_data = request["runtime-data"] if isinstance(request, dict) else parsed["runtime-data"]
+        init = parsed.get("init-data")
         init_toml = None
         if init is not None:
-            if not isinstance(init, dict) or init.get("format") != "toml":
-                raise AttestationError(f"Unsupported initdata format: {(init or {}).get('format')!r}")
-            init_toml = init.get("body")
-            if not isinstance(init_toml, str):
-                raise AttestationError("init-data.body must be the initdata TOML text")
-        evidence = request.get("tee-evidence") or {}
-        primary = evidence.get("primary_evidence")
+            # coco/builtin.rs verify: only the "toml" format.
+            if init.get("format") != "toml":
+                raise AttestationError(f"Unsupported initdata format: {init.get('format')}")
+            init_toml = init["body"]
+        evidence = parsed["tee-evidence"]
         try:
             if tee == "tdx":
-                claims = verifier.verify_tdx(primary, runtime_data, init_toml, self.collateral)
+                claims = verifier.verify_tdx(evidence["primary_evidence"], runtime_data, init_toml, self.collateral)
             elif tee == "snp":
-                claims = verifier.verify_snp(primary, runtime_data, init_toml)
+                claims = verifier.verify_snp(evidence["primary_evidence"], runtime_data, init_toml)
             else:
                 raise verifier.VerificationError(f"TEE {tee!r} has no verifier in the twin (tdx, snp)")
             gpus = verifier.verify_nvidia(evidence.get("additional_evidence"), runtime_data,
                                           self.verifiers.get("nvidia_verifier"), say=self.say)
         except verifier.VerificationError as exc:
             raise AttestationError(f"Verifier evaluate failed: {exc}")
-        annotated = {}
-        if "init_data" in claims:
-            annotated["init_data"] = claims.pop("init_data")
-            annotated["init_data_claims"] = init_data_claims(init_toml)
-        if "report_data" in claims:
-            annotated["report_data"] = claims.pop("report_data")
-            annotated["runtime_data_claims"] = runtime_data
-        annotated[tee] = claims
-        reference = self.reference_values()
-        submods = {"cpu0": self._appraise("default_cpu", annotated, reference)}
-        for index, gpu in enumerate(gpus):
-            submods[f"gpu{index}"] = self._appraise("default_gpu", {"nvidia": gpu}, reference)
-        now = datetime.datetime.now(datetime.timezone.utc)
-        payload = {
-            "eat_profile": EAT_PROFILE,
-            "iat": int(now.timestamp()),
-            "exp": int((now + datetime.timedelta(minutes=self.duration)).timestamp()),
-            "iss": ISSUER,
-            "jti": str(uuid.uuid4()),
-            "ear.verifier-id": VERIFIER_ID,
-            "submods": submods,
-        }
-        for name, submod in submods.items():
-            vector = submod["ear.trustworthiness-vector"]
-            self.say(f"attestation {payload['jti']}: {name} {submod['ear.status']} "
+        # backend.rs attest: the primary device's runtime data carries the additional evidence string.
+        kbs_runtime = {"tee-pubkey": runtime_data.get("tee-pubkey"), "nonce": runtime_data.get("nonce")}
+        primary_runtime = dict(kbs_runtime, **{"additional-evidence": evidence.get("additional_evidence", "")})
+        tee_claims = [{"tee": tee, "tee_class": "cpu", "claims": claims,
+                       "init_data_claims": init_data_claims(init_toml), "runtime_data_claims": primary_runtime}]
+        tee_claims += [{"tee": "nvidia", "tee_class": "gpu", "claims": gpu, "init_data_claims": None,
+                        "runtime_data_claims": kbs_runtime} for gpu in gpus]
+        try:
+            issued = self.engine.issue(tee_claims, self.policies, config=self.token_config, signer=self.signer,
+                                       policy_ids=[DEFAULT_POLICY_ID], **self.reference_store())
+        except engine_mod.EngineUnavailable:
+            raise
+        except engine_mod.EngineError as exc:
+            raise AttestationError(f"verify TEE evidence failed: {exc}")
+        payload = issued["claims"]
+        for name, submod in payload["submods"].items():
+            vector = submod.get("ear.trustworthiness-vector") or {}
+            self.say(f"attestation: {name} {submod.get('ear.status')} "
                      + " ".join(f"{k}={v}" for k, v in vector.items() if v))
-        return self.signer.sign(payload), payload
+        return issued["token"], payload
 
 
 def canonical(obj):

@@ -1,4 +1,9 @@
-"""Policies run in OPA (built from its Go module by ``twin.build.ensure_opa``), one ``opa eval`` per decision.
+"""Fallback only: policies run in OPA (built from its Go module by ``twin.build.ensure_opa``), one ``opa eval`` each.
+
+The twin KBS evaluates with ``twin.kbs.engine`` (upstream's own crates: regorus, ear, kbs-types). This
+module stays for machines without cargo, with the SAME query semantics as upstream's attestation
+service: only ``trust_claims`` is read, and when it is undefined every claim is 0 (trustee
+``attestation-service/src/ear_token/broker.rs`` ``issue``).
 
 Trustee gives its policies one extension, ``query_reference_value(name)``, which reads the
 reference value store. OPA has no such built-in, so each evaluation loads, beside the policy and in
@@ -75,19 +80,26 @@ def evaluate(opa: Path, policy_text: str, input_doc, data_doc=None, query=None, 
 
 
 def trust_vector(opa: Path, policy_text: str, input_doc, reference: dict) -> dict:
-    """The AR4SI claims an attestation policy gives: {group name: value} for the groups it sets."""
-    rules = evaluate(opa, policy_text, input_doc, {"reference": reference}) or {}
+    """The AR4SI claims an attestation policy gives, as broker.rs reads them: ``trust_claims`` only.
+
+    Undefined ``trust_claims``: every group 0. A value is cast to i8 as upstream does (wrapping);
+    a non-integer or an unknown group name fails.
+    """
+    package = package_of(policy_text)
+    claims = evaluate(opa, policy_text, input_doc, {"reference": reference}, query=f"data.{package}.trust_claims")
+    if claims is None:
+        return {group: 0 for group in AR4SI_RULES.values()}
+    if not isinstance(claims, dict):
+        raise PolicyError("Trust claims is not an object")
     vector = {}
-    for rule, group in AR4SI_RULES.items():
-        value = rules.get(rule)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not -128 <= value <= 127:
-            raise PolicyError(f"rule {rule} gave {value!r}; an AR4SI claim is an integer from -128 to 127")
-        vector[group] = value
+    for group, value in claims.items():
+        if group not in AR4SI_RULES.values():
+            raise PolicyError(f"unknown trust claim {group!r}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PolicyError("Trust claim value not number")
+        vector[group] = (value + 128) % 256 - 128
     if not vector:
-        raise PolicyError("the policy sets none of the AR4SI groups "
-                          f"({', '.join(AR4SI_RULES)}); at least one policy claim must be set")
+        raise PolicyError("At least one policy claim must be set.")
     return vector
 
 

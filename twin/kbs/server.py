@@ -45,7 +45,7 @@ from joserfc.jws import JWSRegistry
 
 from .. import tee as hw
 from . import config as kbs_config
-from . import rego
+from .engine import EngineError
 from .attestation import AttestationError, AttestationService
 
 ERROR_PREFIX = "https://github.com/confidential-containers/kbs/errors"
@@ -121,8 +121,8 @@ class Kbs:
                 # so without a mounted policy the built-in default applies.
                 say(f"resource policy {policy_path}: absent; the KBS's built-in default policy applies")
                 self.resource_policy = BUILTIN_RESOURCE_POLICY
-            rego.package_of(self.resource_policy)
-        except (OSError, rego.PolicyError) as exc:
+            self.as_.engine.check_policy(self.resource_policy)
+        except (OSError, EngineError) as exc:
             say(f"resource policy {policy_path}: not usable ({exc}); every resource request is denied")
             self.resource_policy = None
         self._collateral_logged = False
@@ -232,9 +232,8 @@ class Kbs:
         if self.resource_policy is None:
             raise KbsError(403, "PolicyDeny", "Access denied by policy (no usable resource policy)")
         try:
-            allowed = rego.allows(self.opa, self.resource_policy, claims,
-                                  {"plugin": "resource", "resource-path": list(path_parts), "query": {}})
-        except rego.PolicyError as exc:
+            allowed = self.as_.engine.resource_allowed(self.resource_policy, claims, list(path_parts))
+        except EngineError as exc:
             say(f"resource {resource_path}: resource policy error: {exc}")
             raise KbsError(403, "PolicyDeny", f"Access denied by policy (policy error: {exc})")
         statuses = {name: s.get("ear.status") for name, s in (claims.get("submods") or {}).items()}
