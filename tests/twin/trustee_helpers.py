@@ -50,6 +50,8 @@ def wait_for(kube, collection, name, predicate, timeout=60, what=None):
                                     timeout_seconds=max(1, int(remaining))):
             if kind == "ERROR":
                 break
+            if kind == "BOOKMARK":  # only a resourceVersion
+                continue
             if obj["metadata"]["name"] == name and kind != "DELETED":
                 seen = json.dumps(obj.get("status"))[:400]
                 if predicate(obj):
