@@ -499,9 +499,19 @@ def merge_tls_settings(existing, generated):
     return "".join(f"{line}\n" for line in out)
 
 
-def merge_tls(text, tls, upstream=None, apiserver=None):
-    """``text`` with the TLS lines the operator would render now for ``tls`` (and the APIServer profile)."""
-    return merge_tls_settings(text, render("Restricted", None, tls, upstream, apiserver))
+def merge_tls(text, tls, upstream=None, apiserver=None, profile=None):
+    """``text`` with the TLS lines the operator would render now for ``tls`` (and the APIServer profile).
+
+    The operator merges the lines of the TrusteeConfig's own profile template; without ``profile``
+    it is read off ``text`` (plain HTTP: Permissive, whose template has no TLS lines).
+    """
+    if profile is None:
+        try:
+            plain = (tomllib.loads(text).get("http_server") or {}).get("insecure_http", False)
+        except tomllib.TOMLDecodeError:
+            plain = False
+        profile = "Permissive" if plain else "Restricted"
+    return merge_tls_settings(text, render(profile, None, tls, upstream, apiserver))
 
 
 # -- reading the schema as upstream KBS does --------------------------------------------------------
