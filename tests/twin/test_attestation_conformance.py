@@ -14,7 +14,9 @@ affirmed everything would not pass.
 ``pytest -s`` prints the corpus table; it is also written to ``tests/output/attestation-corpus.md``.
 """
 
+import base64
 import copy
+import datetime
 import json
 from pathlib import Path
 
@@ -55,7 +57,8 @@ def engine():
 @pytest.fixture(scope="module")
 def policies():
     return {
-        "own": {"default_cpu": (OWN / "default_cpu.rego").read_text(), "default_gpu": (OWN / "default_gpu.rego").read_text(),
+        "own": {"default_cpu": (OWN / "default_cpu.rego").read_text(),
+                "default_gpu": (OWN / "default_gpu.rego").read_text(),
                 "restrictive": (OWN / "resource-policy-restrictive.rego").read_text(),
                 "permissive": (OWN / "resource-policy-permissive.rego").read_text()},
         "upstream": {"default_cpu": upstream("ear_default_attestation_policy_cpu.rego"),
@@ -73,7 +76,8 @@ def _node(profile_name, tee_type):
 
 
 def _reference(spec, node, tee_type, **changes):
-    values = {e["name"]: e["value"] for e in tee.reference_values(spec["openshift"]["version"], tee_type, host_spec=node)}
+    entries = tee.reference_values(spec["openshift"]["version"], tee_type, host_spec=node)
+    values = {e["name"]: e["value"] for e in entries}
     values.update(changes)
     return {k: v for k, v in values.items() if v is not None}
 
@@ -115,7 +119,8 @@ def corpus():
     gpu = _gpu_claims(tdx_spec, tdx_node)
     old_fw = copy.deepcopy(snp_node)
     old_fw.setdefault("tee", {})["tcb"] = {"microcode": 58}
-    hopper_local = json.loads(shared_path("trustee", "test-data", "nvidia-hopper-local-verifier-claims.json").read_text())
+    hopper_file = shared_path("trustee", "test-data", "nvidia-hopper-local-verifier-claims.json")
+    hopper_local = json.loads(hopper_file.read_text())
     return [
         ("tdx: correct guest", [tdx], tdx_rv, {"cpu0": "affirming"}),
         ("tdx: event-log digests as scalars", [tdx],
@@ -139,8 +144,9 @@ def corpus():
         ("gpu: correct, versions allowed", [tdx, gpu], dict(tdx_rv, **ALLOWED_GPU),
          {"cpu0": "affirming", "gpu0": "affirming"}),
         ("gpu: no version lists", [tdx, gpu], tdx_rv, {"gpu0": "affirming"}),
-        ("gpu: driver outside allowed_driver_versions", [tdx, _gpu_claims(tdx_spec, tdx_node, driver_version="535.54.03")],
-         dict(tdx_rv, **ALLOWED_GPU), {"gpu0": "affirming"}),
+        ("gpu: driver outside allowed_driver_versions",
+         [tdx, _gpu_claims(tdx_spec, tdx_node, driver_version="535.54.03")], dict(tdx_rv, **ALLOWED_GPU),
+         {"gpu0": "affirming"}),
         ("gpu: VBIOS outside allowed_vbios_versions", [tdx, _gpu_claims(tdx_spec, tdx_node, vbios="96.00.10.00.01")],
          dict(tdx_rv, **ALLOWED_GPU), None),
         ("gpu: not in CC mode", [tdx, _gpu_claims(tdx_spec, tdx_node, cc_capable=False)], dict(tdx_rv, **ALLOWED_GPU),
@@ -210,7 +216,8 @@ def test_own_policies_decide_as_upstreams(engine, policies):
 def test_a_policy_without_trust_claims_gives_zeros_and_status_none(engine, policies):
     spec, node = _node("default", "tdx")
     tdx = _cpu_claims("tdx", node, spec, initdata.document(URL))
-    lacking = "package policy\nimport rego.v1\ndefault hardware := 2\ndefault executables := 3\ndefault configuration := 2\n"
+    lacking = ("package policy\nimport rego.v1\n"
+               "default hardware := 2\ndefault executables := 3\ndefault configuration := 2\n")
     notes = []
     engine.say = notes.append
     try:
@@ -229,8 +236,6 @@ def test_a_policy_without_trust_claims_gives_zeros_and_status_none(engine, polic
 def _token_pki():
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kbs-token-signer")])
-    import datetime
-
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
@@ -254,8 +259,6 @@ def test_the_collections_reader_verifies_an_engine_token_and_refuses_a_tampered_
     assert header["alg"] == "ES256" and header["typ"] == "JWT"
     assert header["jwk"]["kty"] == "EC" and header["jwk"]["crv"] == "P-256" and header["jwk"]["alg"] == "ES256"
     der = x509.load_pem_x509_certificate(cert_pem.encode()).public_bytes(serialization.Encoding.DER)
-    import base64
-
     assert header["jwk"]["x5c"] == [base64.b64encode(der).decode()]
     assert claims["eat_profile"] == "tag:github.com,2024:confidential-containers/Trustee"
     assert claims["iss"] == "CoCo-Attestation-Service" and claims["exp"] - claims["iat"] == 300

@@ -107,7 +107,8 @@ def test_resource_decision(engine):
 def test_kbs_protocol_messages(engine):
     ok = {"version": "0.4.0", "tee": "tdx", "extra-params": ""}
     assert engine.parse("Request", ok)["tee"] == "tdx"
-    with pytest.raises(EngineError, match="KBS Client Protocol Version Mismatch: expect =0.4.0 while the request is 0.1.0"):
+    mismatch = "KBS Client Protocol Version Mismatch: expect =0.4.0 while the request is 0.1.0"
+    with pytest.raises(EngineError, match=mismatch):
         engine.parse("Request", dict(ok, version="0.1.0"))
     with pytest.raises(EngineError, match="deserialize Request: missing field `extra-params`"):
         engine.parse("Request", {"version": "0.4.0", "tee": "tdx"})
@@ -124,7 +125,8 @@ def test_kbs_protocol_messages(engine):
     del no_alg["runtime-data"]["tee-pubkey"]["alg"]
     with pytest.raises(EngineError, match="deserialize Attestation"):
         engine.parse("Attestation", no_alg)
-    gpus = dict(attestation, **{"tee-evidence": {"primary_evidence": {}, "additional_evidence": '{"nvidia": {"a": 1}}'}})
+    with_gpus = {"primary_evidence": {}, "additional_evidence": '{"nvidia": {"a": 1}}'}
+    gpus = dict(attestation, **{"tee-evidence": with_gpus})
     assert engine.parse("Attestation", gpus)["additional_evidence_parsed"] == {"nvidia": {"a": 1}}
 
 
