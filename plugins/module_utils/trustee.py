@@ -14,7 +14,8 @@ PRIVATE to this collection. Facts (shared/reference/operators.md §7, attestatio
 * Trustee needs egress to NRAS (Remote NVIDIA verifier, and its JWKS), Intel PCS (TDX collateral)
   and AMD KDS (SNP VCEKs, when ``KDS`` is a VCEK source).
 * Readiness: TrusteeConfig ``status.isReady``, Deployment ``trustee-deployment`` rolled out and
-  Available, Service ``kbs-service``, Route admitted.
+  Available (with operator 1.2: onto the current version of every ConfigMap it mounts), Service
+  ``kbs-service``, Route admitted.
 """
 
 from __future__ import annotations
@@ -36,6 +37,21 @@ AMD_KDS_URL = "https://kdsintf.amd.com"
 NVIDIA_TABLE = "attestation_service.verifier_config.nvidia_verifier"
 DEPLOYMENT = "trustee-deployment"
 SERVICE = "kbs-service"
+# The pod-template annotation with which operator 1.2 rolls the KBS on every change of a ConfigMap it mounts:
+# "<name>:<resourceVersion>" joined by "," (openshift/trustee-operator kbsconfig_controller.go
+# getConfigMapVersionAnnotations). Operators before 1.2 do not write it and never roll the KBS.
+CONFIGMAP_VERSIONS = "kbs.confidentialcontainers.org/configmap-versions"
+# The KbsConfig fields naming the ConfigMaps in that annotation, in the operator's order.
+VERSIONED_CONFIGMAP_FIELDS = ("kbsConfigMapName", "kbsRvpsRefValuesConfigMapName", "kbsAttestationPolicyConfigMapName",
+                              "kbsGpuAttestationPolicyConfigMapName", "kbsResourcePolicyConfigMapName")
+# The operator's copies of the TLS secrets the TrusteeConfig names: (spec field, copy, key in the copy, key in the
+# source). Created once and then preserved (trusteeconfig_controller.go createOrUpdateHttpsKeySecret and friends).
+SPLIT_SECRETS = (
+    ("httpsSpec", "{0}-https-key-secret", "privateKey", "tls.key"),
+    ("httpsSpec", "{0}-https-cert-secret", "certificate", "tls.crt"),
+    ("attestationTokenVerificationSpec", "{0}-attestation-key-secret", "token.key", "tls.key"),
+    ("attestationTokenVerificationSpec", "{0}-attestation-cert-secret", "token.crt", "tls.crt"),
+)
 
 _RESOLVE = re.compile(r"^([^:\s]+):(\d+):(\[[0-9A-Fa-f:.]+\]|[^:\s\[\]]+):(\d+)$")
 _TABLE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
@@ -187,6 +203,29 @@ def deployment_state(deployment):
     if not any(c.get("type") == "Available" and c.get("status") == "True" for c in status.get("conditions") or []):
         return False, "deployment {0} is not Available".format(DEPLOYMENT)
     return True, "deployment {0} rolled out ({1} available)".format(DEPLOYMENT, available)
+
+
+def configmap_versions_state(deployment, kbsconfig_spec, configmaps):
+    """(the KBS pod template names the current version of every ConfigMap it mounts, message).
+
+    ``configmaps`` maps name to the ConfigMap (or None). A template without the annotation (operator
+    before 1.2, which never rolls the KBS itself) passes: the caller restarts the KBS another way.
+    """
+    annotations = ((((deployment or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+        "annotations") or {}
+    if CONFIGMAP_VERSIONS not in annotations:
+        return True, "the operator does not track ConfigMap versions in the KBS pods"
+    have = {entry for entry in annotations[CONFIGMAP_VERSIONS].split(",") if entry}
+    want = set()
+    for field in VERSIONED_CONFIGMAP_FIELDS:
+        name = (kbsconfig_spec or {}).get(field)
+        configmap = configmaps.get(name) if name else None
+        if configmap:
+            want.add("{0}:{1}".format(name, configmap["metadata"]["resourceVersion"]))
+    if have != want:
+        behind = sorted(entry.split(":", 1)[0] for entry in want - have)
+        return False, "the KBS pods are not rolled onto the current {0} yet".format(", ".join(behind) or "ConfigMaps")
+    return True, "the KBS pods mount the current ConfigMaps"
 
 
 def trusteeconfig_state(trusteeconfig):

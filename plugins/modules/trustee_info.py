@@ -43,9 +43,12 @@ options:
     default: false
   wait_for:
     description:
-      - V(route) the Route is admitted; V(generated) the operator generated its ConfigMaps and the KbsConfig, and
-        copied the current TLS secrets into the ones the KBS mounts; V(ready) the TrusteeConfig is ready and the KBS
-        Deployment rolled out and Available.
+      - V(route) the Route is admitted; V(generated) the operator generated its ConfigMaps and the KbsConfig, and its
+        copies of the TLS secrets (C(<name>-https-*), C(<name>-attestation-*)) hold the current key and certificate;
+        V(ready) the TrusteeConfig is ready and the KBS Deployment rolled out and Available, with operator 1.2 onto
+        the current version of every ConfigMap it mounts (its C(configmap-versions) pod annotation).
+      - The operator makes its copies of the TLS secrets once and keeps them; after a certificate change they only
+        follow when deleted (the trustee role does that), so V(generated) waits for the operator to make them again.
     type: list
     elements: str
     choices: [route, generated, ready]
@@ -121,7 +124,10 @@ from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuM
 from ansible_collections.confidential.gpu.plugins.module_utils.trustee import (
     DEPLOYMENT,
     SERVICE,
+    SPLIT_SECRETS,
+    VERSIONED_CONFIGMAP_FIELDS,
     TrusteeConfigError,
+    configmap_versions_state,
     deployment_state,
     route_state,
     summary,
@@ -165,37 +171,58 @@ class TrusteeInfo(CgpuModule):
                            deadline, "the operator to generate {0}-kbs-config".format(name))
                 self._wait_split_secrets(deadline)
             if "ready" in p["wait_for"]:
-                self._wait("apps/v1", "Deployment", DEPLOYMENT, deployment_state, deadline,
+                self._wait("apps/v1", "Deployment", DEPLOYMENT, self._rolled_out_on_current_config, deadline,
                            "the KBS deployment {0}/{1} to roll out".format(ns, DEPLOYMENT))
                 self._wait(API, "TrusteeConfig", name, trusteeconfig_state, deadline,
                            "TrusteeConfig {0}/{1} ready".format(ns, name))
         self.exit_json(changed=False, **self.report())
 
-    def _wait_split_secrets(self, deadline):
-        """Wait until the operator copied the current TLS secrets into the halves the KBS mounts.
+    def _rolled_out_on_current_config(self, deployment):
+        """Rolled out and Available, and (operator 1.2) onto the ConfigMap versions there are now.
 
-        Restarting the KBS before that would start it with the previous certificate.
+        The ConfigMaps are read again on every Deployment event: the operator may itself have updated one
+        (it merges TLS settings into kbs-config.toml), and its next rollout is what ends the wait.
+        """
+        ready, message = deployment_state(deployment)
+        if not ready:
+            return ready, message
+        ns = self.params["namespace"]
+        kbs = self.get(API, "KbsConfig", "{0}-kbs-config".format(self.params["name"]), ns) or {}
+        spec = kbs.get("spec") or {}
+        names = [spec.get(field) for field in VERSIONED_CONFIGMAP_FIELDS if spec.get(field)]
+        configmaps = {name: self.get("v1", "ConfigMap", name, ns) for name in names}
+        current, why = configmap_versions_state(deployment, spec, configmaps)
+        return (True, message) if current else (False, why)
+
+    def _wait_split_secrets(self, deadline):
+        """Wait until the operator's copies of the TLS secrets hold the current key and certificate.
+
+        The operator creates them once and keeps them (openshift/trustee-operator trusteeconfig_controller.go
+        createOrUpdateHttpsKeySecret etc.), so after a change this waits for it to make the ones the role deleted.
+        A KBS started before that would serve the previous certificate.
         """
         ns, name = self.params["namespace"], self.params["name"]
         spec = (self.get(API, "TrusteeConfig", name, ns) or {}).get("spec") or {}
         pairs = []
-        for field, half, key in (("httpsSpec", "{0}-https-cert-secret", "certificate"),
-                                 ("attestationTokenVerificationSpec", "{0}-attestation-cert-secret", "token.crt")):
+        for field, copy, copy_key, source_key in SPLIT_SECRETS:
             source = (spec.get(field) or {}).get("tlsSecretName")
             if source:
-                pairs.append((source, half.format(name), key))
+                pairs.append((source, source_key, copy.format(name), copy_key))
         if not pairs:
             return
 
         def copied(objects):
-            for source, half, key in pairs:
-                src = ((objects.get((ns, source)) or {}).get("data") or {}).get("tls.crt")
-                dst = ((objects.get((ns, half)) or {}).get("data") or {}).get(key)
+            for source, source_key, copy, copy_key in pairs:
+                src = ((objects.get((ns, source)) or {}).get("data") or {}).get(source_key)
+                dst = ((objects.get((ns, copy)) or {}).get("data") or {}).get(copy_key)
                 if src is None:
-                    return False, "secret {0} does not exist".format(source)
+                    return False, "secret {0} does not exist or has no {1}".format(source, source_key)
+                if dst is None:
+                    return False, "the operator has not made secret {0} yet".format(copy)
                 if src != dst:
-                    return False, "secret {0} does not hold the certificate of {1} yet".format(half, source)
-            return True, "the KBS secrets hold the current certificates"
+                    return False, ("secret {0} still holds an earlier {1} of {2}: the operator keeps its copies, "
+                                   "delete {0} to have it made again".format(copy, source_key, source))
+            return True, "the KBS secrets hold the current keys and certificates"
 
         self.watch_until("v1", "Secret", copied, max(1, int(deadline - time.monotonic())),
                          "the operator to copy the TLS secrets for the KBS", namespace=ns)

@@ -220,7 +220,6 @@ def _secret_data(handle, name):
     return (handle.kube.get_or_none(path("v1", "secrets", name, NS)) or {}).get("data") or {}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: the role relies on the operator re-copying its split TLS secrets")
 def test_a_new_pki_reaches_the_kbs_through_the_operators_split_secrets(twin, run_playbook, tmp_path):
     """The real operator copies its TLS sources into ``<N>-https-*``/``<N>-attestation-*`` once and keeps them.
 

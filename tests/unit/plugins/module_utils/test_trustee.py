@@ -131,3 +131,23 @@ def test_parse_resolve():
     assert t.parse_resolve(["kbs.apps.x:443:[::1]:8443"]) == {("kbs.apps.x", 443): ("::1", 8443)}
     with pytest.raises(ValueError, match="host:port:address:port"):
         t.parse_resolve(["kbs.apps.x:127.0.0.1"])
+
+
+def _with_versions(annotation):
+    meta = {"annotations": {t.CONFIGMAP_VERSIONS: annotation}} if annotation is not None else {}
+    return {"spec": {"template": {"metadata": meta}}}
+
+
+def test_configmap_versions_must_name_the_current_version_of_every_mounted_configmap():
+    # openshift/trustee-operator kbsconfig_controller.go getConfigMapVersionAnnotations: "name:rv" joined by ",".
+    spec = {"kbsConfigMapName": "tc-kbs-config", "kbsRvpsRefValuesConfigMapName": "tc-rvps-reference-values",
+            "kbsAttestationPolicyConfigMapName": "tc-attestation-policy-cpu"}
+    cms = {"tc-kbs-config": {"metadata": {"resourceVersion": "10"}},
+           "tc-rvps-reference-values": {"metadata": {"resourceVersion": "12"}},
+           "tc-attestation-policy-cpu": None}  # absent: the operator skips it too
+    ok, _ = t.configmap_versions_state(_with_versions("tc-kbs-config:10,tc-rvps-reference-values:12"), spec, cms)
+    assert ok
+    ok, message = t.configmap_versions_state(_with_versions("tc-kbs-config:10,tc-rvps-reference-values:11"), spec, cms)
+    assert not ok and "tc-rvps-reference-values" in message
+    # An operator before 1.2 has no such annotation: nothing to compare, the role restarts the KBS itself.
+    assert t.configmap_versions_state(_with_versions(None), spec, cms)[0] is True
