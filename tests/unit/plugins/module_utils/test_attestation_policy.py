@@ -61,13 +61,23 @@ def operator_policy():
 
 @pytest.fixture(scope="module")
 def trust_claims():
-    """``f(policy, input, reference)``: the value of data.policy.trust_claims (None when undefined)."""
+    """``f(policy, input, reference)``: the AR4SI claims upstream's evaluation gives (None when undefined).
+
+    regorus through the twin's engine (all claims 0 when trust_claims is missing, as upstream); OPA with
+    the same single query when the engine cannot be built here.
+    """
+    from twin.kbs import engine
+
     try:
-        from twin.kbs import engine
-    except ImportError:
-        engine = None
-    if engine is not None and hasattr(engine, "trust_claims"):
-        return engine.trust_claims
+        judge = engine.shared()
+        judge.ping()
+    except engine.EngineError:
+        judge = None
+    if judge is not None:
+        def appraise(policy, doc, reference):
+            vector = judge.appraise(policy, doc, reference)["trust_vector"]
+            return None if vector and not any(vector.values()) else vector
+        return appraise
     from twin import build
     from twin.kbs import rego
 
