@@ -86,7 +86,7 @@ options:
       - V(list) writes the C(reference-values.json) list (Trustee operator 1.1 and veritas).
       - V(kv-base64) writes C(reference_value) as a JSON object of URL-safe base64 C({name, expiration, value})
         records, the only shape upstream's RVPS C(LocalJson) store reads under that key (the 1.2 operator creates it).
-      - There is no plain-object format: JSON objects under C(reference_value) make every attestation fail
+      - There is no plain-object format, since JSON objects under C(reference_value) make every attestation fail
         upstream. Plain objects found there (written by an earlier release) are read and rewritten as records.
     type: str
     choices: [auto, list, kv-base64]
