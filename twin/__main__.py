@@ -23,7 +23,7 @@ def main(argv=None):
     rs = sub.add_parser("resolve", help="print HOST:443:ADDR:PORT (curl --resolve style) for a route host of the twin")
     rs.add_argument("host", help="a host name, or a route's <name>-<namespace> (the apps domain is added)")
     sub.add_parser("profiles", help="list the shipped hardware profiles")
-    sub.add_parser("build", help="build the control-plane binaries and OPA now (normally done on first use)")
+    sub.add_parser("build", help="build the control-plane binaries and the attestation engine now (normally done on first use)")
     args = parser.parse_args(argv)
 
     if args.command == "profiles":
@@ -32,7 +32,7 @@ def main(argv=None):
         return 0
     if args.command == "build":
         print(build.ensure_binaries())
-        print(build.ensure_opa())  # the Trustee twin's Rego engine, so no KBS pod waits for a Go build
+        print(build.ensure_engine())  # the Trustee twin's attestation engine, so no KBS pod waits for cargo
         return 0
     cluster = Cluster(args.name, args.state_dir, die_with_parent=False)
     if args.command == "up":

@@ -81,58 +81,6 @@ def ensure_binaries(version: str = KUBERNETES_VERSION, log=None) -> Path:
     return target
 
 
-# -- the Rego engine of the Trustee twin ----------------------------------------------------------
-#
-# Trustee evaluates its policies with a Rego engine; the twin's KBS uses OPA, built like the control
-# plane from its Go module (recipe in twin/opabin, version pinned in its go.mod), so that the policies
-# the collection writes are proven in a real engine.
-
-OPA_RECIPE = Path(__file__).resolve().parent / "opabin"
-OPA_MODULE = "github.com/open-policy-agent/opa"
-
-
-def opa_version() -> str:
-    for line in (OPA_RECIPE / "go.mod").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[-2] == OPA_MODULE:
-            return parts[-1]
-        if len(parts) >= 3 and parts[0] == "require" and parts[1] == OPA_MODULE:
-            return parts[2]
-    raise RuntimeError(f"{OPA_RECIPE / 'go.mod'} does not require {OPA_MODULE}")
-
-
-def opa_path(version: str = None) -> Path:
-    override = os.environ.get("TWIN_OPA")
-    if override:
-        return Path(override)
-    return cache_dir() / "bin" / f"opa-{version or opa_version()}" / "opa"
-
-
-def ensure_opa(log=None) -> Path:
-    """Return the path of the opa binary, building it from its Go module first if needed."""
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    version = opa_version()
-    target = opa_path(version)
-    if os.access(target, os.X_OK):
-        return target
-    go = shutil.which("go")
-    if not go:
-        raise RuntimeError(f"Go is needed to build opa {version} for the Trustee twin; install Go or set TWIN_OPA")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-trimpath")
-    started = time.monotonic()
-    log(f"twin: building opa {version} from Go modules (first use; cached in {target.parent})")
-    tmp = target.with_name(f"opa.{os.getpid()}.tmp")
-    cmd = [go, "build", "-ldflags", "-s -w",
-           "-o", str(tmp), OPA_MODULE]
-    proc = subprocess.run(cmd, cwd=OPA_RECIPE, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"go build of opa failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    os.replace(tmp, target)  # atomic: concurrent builders each produce a whole binary
-    log(f"twin: built opa {version} in {time.monotonic() - started:.0f}s")
-    return target
-
-
 
 # -- the attestation engine of the Trustee twin ---------------------------------------------------
 #
@@ -213,9 +161,7 @@ def ensure_engine(log=None) -> Path:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["opa"]:
-        print(ensure_opa())
-    elif sys.argv[1:] == ["engine"]:
+    if sys.argv[1:] == ["engine"]:
         print(ensure_engine())
     else:
         print(ensure_binaries())

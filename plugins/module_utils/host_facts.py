@@ -5,7 +5,7 @@
 
 PRIVATE to this collection. :func:`collect` reads a host as if ``root`` were ``/``, so the same
 code runs on a RHEL host over SSH, in a node probe pod that mounts the host at ``/host``, and
-against a fake root written by :func:`host_root.render_root` for the twin cluster.
+against a fake root written by the twin's ``twin/host_root.py`` (``render_root``) for the twin cluster.
 
 Kernel log: dmesg is not a file. Callers that can run ``dmesg`` pass its text as ``dmesg_text``;
 otherwise :func:`collect` reads the capture file ``<root>/var/log/dmesg`` (:data:`DMESG_CAPTURE`)

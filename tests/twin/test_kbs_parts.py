@@ -17,25 +17,7 @@ VALUES = {"mr_td": {"value": ["aa" * 48], "expiration": "2099-12-31T00:00:00Z"},
           "snp_smt_enabled": {"value": True, "expiration": "2099-12-31T00:00:00Z"}}
 
 
-@pytest.mark.parametrize("fmt", ["list", "kv", "kv-base64"])
-def test_the_kbs_reads_every_shape_the_collection_writes(fmt):
-    text = collection_rv.dump(VALUES, fmt)
-    assert rvps.parse(text) == {"mr_td": ["aa" * 48], "snp_smt_enabled": True}
-
-
-def test_reference_value_files_old_and_expired():
-    legacy = json.dumps([{"name": "rtmr_1", "expiration": "2099-01-01T00:00:00Z",
-                          "hash-value": [{"alg": "sha384", "value": "bb"}]}])
-    assert rvps.parse(legacy) == {"rtmr_1": ["bb"]}
-    said = []
-    expired = json.dumps([{"name": "xfam", "expiration": "2020-01-01T00:00:00Z", "value": ["e7"]}])
-    assert rvps.parse(expired, say=said.append) == {}
-    assert said == ["reference value 'xfam' expired on 2020-01-01T00:00:00Z; ignored"]
-    encoded = base64.urlsafe_b64encode(json.dumps({"name": "x", "value": [1]}).encode()).decode().rstrip("=")
-    assert rvps.parse(json.dumps({"x": encoded})) == {"x": [1]}
-    with pytest.raises(rvps.ReferenceValueFileError, match="not JSON"):
-        rvps.parse("{")
-    assert rvps.parse("") == {}
+# Reading reference values as upstream's RVPS does: tests/unit/twin/test_rvps_local_json.py.
 
 
 def test_tls_lines_merge_keeps_the_users_lines():

@@ -24,8 +24,8 @@ URL = "https://kbs-trustee-operator-system.apps.twin.example.com"
 
 
 @pytest.fixture(scope="module")
-def opa():
-    """The twin's attestation engine (the name is kept: these tests once ran in OPA)."""
+def engine():
+    """The twin's attestation engine (regorus, as upstream)."""
     eng = Engine(build.ensure_engine(log=lambda msg: None))
     yield eng
     eng.close()
@@ -72,64 +72,64 @@ DEFAULT_CPU = (POLICIES / "default_cpu.rego").read_text()
 
 
 @pytest.mark.parametrize("tee_type", ["tdx", "snp"])
-def test_the_collections_pinning_keeps_every_other_claim(opa, tee_type):
+def test_the_collections_pinning_keeps_every_other_claim(engine, tee_type):
     toml = initdata.render(URL)
     profile, node, doc = cpu_input(tee_type, toml)
     good = reference(profile, node, tee_type)
     binding = initdata.bindings(toml)["tdx_mrconfigid" if tee_type == "tdx" else "snp_hostdata"]
     pinned = attestation_policy.pin(DEFAULT_CPU)
     for ref in (good, {}, dict(good, mr_td=["00" * 48], snp_launch_measurement=["00" * 48])):
-        assert vector(opa, DEFAULT_CPU, doc, ref) == vector(opa, pinned, doc, dict(ref, init_data=[binding]))
+        assert vector(engine, DEFAULT_CPU, doc, ref) == vector(engine, pinned, doc, dict(ref, init_data=[binding]))
 
 
-def test_tdx_values_are_the_documented_ones(opa):
+def test_tdx_values_are_the_documented_ones(engine):
     profile, node, doc = cpu_input("tdx", initdata.render(URL))
     good = reference(profile, node, "tdx")
-    v = vector(opa, DEFAULT_CPU, doc, good)
+    v = vector(engine, DEFAULT_CPU, doc, good)
     # executables 4: veritas-style lists never equal the event-log digest (attestation.md §3.4 a).
     assert (v["hardware"], v["executables"], v["configuration"]) == (2, 4, 2)
-    assert status_of(opa, v) == "affirming"
+    assert status_of(engine, v) == "affirming"
     # Scalar event-log values reach the fully matched branch.
     scalar = dict(good, tdvfkernel=good["tdvfkernel"][0], tdvfkernelparams=good["tdvfkernelparams"][0])
-    assert vector(opa, DEFAULT_CPU, doc, scalar)["executables"] == 3
-    nothing = vector(opa, DEFAULT_CPU, doc, {})
+    assert vector(engine, DEFAULT_CPU, doc, scalar)["executables"] == 3
+    nothing = vector(engine, DEFAULT_CPU, doc, {})
     assert (nothing["hardware"], nothing["executables"], nothing["configuration"]) == (97, 33, 36)
-    assert status_of(opa, nothing) == "contraindicated"
+    assert status_of(engine, nothing) == "contraindicated"
     without_xfam = {k: v for k, v in good.items() if k != "xfam"}
-    assert vector(opa, DEFAULT_CPU, doc, without_xfam)["configuration"] == 36
+    assert vector(engine, DEFAULT_CPU, doc, without_xfam)["configuration"] == 36
     debug_doc = cpu_input("tdx", initdata.render(URL), debug=True)[2]
-    assert vector(opa, DEFAULT_CPU, debug_doc, good)["configuration"] == 36
+    assert vector(engine, DEFAULT_CPU, debug_doc, good)["configuration"] == 36
 
 
-def test_snp_values_are_the_documented_ones(opa):
+def test_snp_values_are_the_documented_ones(engine):
     profile, node, doc = cpu_input("snp", initdata.render(URL))
     good = reference(profile, node, "snp")
-    assert {k: vector(opa, DEFAULT_CPU, doc, good)[k] for k in ("hardware", "executables", "configuration")} == {
+    assert {k: vector(engine, DEFAULT_CPU, doc, good)[k] for k in ("hardware", "executables", "configuration")} == {
         "hardware": 2, "executables": 3, "configuration": 2}
     # Without the platform values (veritas does not give them) configuration falls back to 3, still affirming.
     partial = {k: v for k, v in good.items() if k in ("snp_launch_measurement",)}
-    v = vector(opa, DEFAULT_CPU, doc, partial)
+    v = vector(engine, DEFAULT_CPU, doc, partial)
     assert (v["executables"], v["configuration"], v["hardware"]) == (3, 3, 97)
 
 
 @pytest.mark.parametrize("tee_type", ["tdx", "snp"])
-def test_initdata_pinning_of_the_collection(opa, tee_type):
+def test_initdata_pinning_of_the_collection(engine, tee_type):
     pinned_toml = initdata.render(URL)
     other_toml = initdata.render(URL, policy="allow-all")
     profile, node, pinned_doc = cpu_input(tee_type, pinned_toml)
     binding = initdata.bindings(pinned_toml)["tdx_mrconfigid" if tee_type == "tdx" else "snp_hostdata"]
     ref = reference(profile, node, tee_type, {"init_data": [binding]})
     policy = attestation_policy.pin(DEFAULT_CPU)
-    allowed = vector(opa, policy, pinned_doc, ref)
-    assert allowed["configuration"] == 2 and status_of(opa, allowed) == "affirming"
+    allowed = vector(engine, policy, pinned_doc, ref)
+    assert allowed["configuration"] == 2 and status_of(engine, allowed) == "affirming"
     other_doc = cpu_input(tee_type, other_toml)[2]
-    assert vector(opa, policy, other_doc, ref)["configuration"] == 96
+    assert vector(engine, policy, other_doc, ref)["configuration"] == 96
     # A VM without initdata (its register holds zeros, which the verifier reports) cannot slip through either.
     bare_doc = cpu_input(tee_type, None)[2]
     assert set(bare_doc["claims"]["init_data"]) == {"0"}
-    assert vector(opa, policy, bare_doc, ref)["configuration"] == 96
+    assert vector(engine, policy, bare_doc, ref)["configuration"] == 96
     # Without the init_data reference value, pinning fails closed.
-    assert vector(opa, policy, pinned_doc, {k: v for k, v in ref.items() if k != "init_data"})["configuration"] == 96
+    assert vector(engine, policy, pinned_doc, {k: v for k, v in ref.items() if k != "init_data"})["configuration"] == 96
 
 
 NRAS_GOOD = {
@@ -149,47 +149,47 @@ NRAS_GOOD = {
 }
 
 
-def test_gpu_policy_on_nras_claims(opa):
+def test_gpu_policy_on_nras_claims(engine):
     gpu = (POLICIES / "default_gpu.rego").read_text()
-    v = vector(opa, gpu, {"nvidia": NRAS_GOOD}, {})
+    v = vector(engine, gpu, {"nvidia": NRAS_GOOD}, {})
     assert (v["hardware"], v["configuration"], v["executables"]) == (2, 3, 3)  # the article's gpu0 vector
     pinned = {"allowed_vbios_versions": ["96.00.99.00.01"], "allowed_driver_versions": ["580.95.05"]}
-    assert vector(opa, gpu, {"nvidia": NRAS_GOOD}, pinned)["configuration"] == 2
+    assert vector(engine, gpu, {"nvidia": NRAS_GOOD}, pinned)["configuration"] == 2
     revoked = dict(NRAS_GOOD, **{"x-nvidia-gpu-attestation-report-cert-chain": {
         "x-nvidia-cert-status": "valid", "x-nvidia-cert-ocsp-status": "revoked"}})
-    assert vector(opa, gpu, {"nvidia": revoked}, {})["hardware"] == 97
+    assert vector(engine, gpu, {"nvidia": revoked}, {})["hardware"] == 97
     failed_rim = dict(NRAS_GOOD, **{"x-nvidia-gpu-driver-rim-signature-verified": False})
-    assert vector(opa, gpu, {"nvidia": failed_rim}, {})["executables"] == 33
+    assert vector(engine, gpu, {"nvidia": failed_rim}, {})["executables"] == 33
     # The local verifier's claims (no NRAS) cannot affirm with this policy.
     local = {"arch": "HOPPER", "uuid": "GPU-1", "measurements": {"0": "ab"}, "config": {}}
-    assert status_of(opa, vector(opa, gpu, {"nvidia": local}, {})) == "contraindicated"
+    assert status_of(engine, vector(engine, gpu, {"nvidia": local}, {})) == "contraindicated"
 
 
 def _submod(status, **vector):
     return {"ear.status": status, "ear.trustworthiness-vector": vector}
 
 
-def test_resource_policies(opa):
+def test_resource_policies(engine):
     """The Restricted policy reads the executables, configuration and hardware claims, not ear.status."""
     restrictive = (POLICIES / "resource-policy-restrictive.rego").read_text()
     permissive = (POLICIES / "resource-policy-permissive.rego").read_text()
     path = "default/kbsres1/key1"
     good = _submod("affirming", executables=3, configuration=2, hardware=2)
-    assert opa.resource_allowed(restrictive, {"submods": {"cpu0": good, "gpu0": good}}, path)
+    assert engine.resource_allowed(restrictive, {"submods": {"cpu0": good, "gpu0": good}}, path)
     warned = _submod("warning", executables=33, configuration=2, hardware=2)
-    assert not opa.resource_allowed(restrictive, {"submods": {"cpu0": good, "gpu0": warned}}, path)
+    assert not engine.resource_allowed(restrictive, {"submods": {"cpu0": good, "gpu0": warned}}, path)
     # A warning from a claim the policy does not read (file-system) does not refuse ...
     fs_warning = dict(good, **{"ear.status": "warning", "ear.trustworthiness-vector": dict(
         good["ear.trustworthiness-vector"], **{"file-system": 40})})
-    assert opa.resource_allowed(restrictive, {"submods": {"cpu0": fs_warning}}, path)
+    assert engine.resource_allowed(restrictive, {"submods": {"cpu0": fs_warning}}, path)
     # ... and neither does a claim the token does not carry; zeros (no trust_claims) do.
-    assert opa.resource_allowed(restrictive, {"submods": {"cpu0": _submod("affirming", hardware=2)}}, path)
-    assert not opa.resource_allowed(restrictive, {"submods": {"cpu0": _submod("none", executables=0)}}, path)
-    assert not opa.resource_allowed(restrictive, {"submods": {}}, path)
-    assert opa.resource_allowed(permissive, {"submods": {"cpu0": {"ear.status": "contraindicated"}}}, path)
-    assert not opa.resource_allowed(permissive, {"submods": {}}, path, plugin="sample")
+    assert engine.resource_allowed(restrictive, {"submods": {"cpu0": _submod("affirming", hardware=2)}}, path)
+    assert not engine.resource_allowed(restrictive, {"submods": {"cpu0": _submod("none", executables=0)}}, path)
+    assert not engine.resource_allowed(restrictive, {"submods": {}}, path)
+    assert engine.resource_allowed(permissive, {"submods": {"cpu0": {"ear.status": "contraindicated"}}}, path)
+    assert not engine.resource_allowed(permissive, {"submods": {}}, path, plugin="sample")
 
 
-def test_a_broken_policy_is_reported_with_the_engines_words(opa):
+def test_a_broken_policy_is_reported_with_the_engines_words(engine):
     with pytest.raises(EngineError, match=r"Failed to load policy"):
-        opa.appraise("package policy\nimport rego.v1\nhardware := 2 if {\n", {}, {})
+        engine.appraise("package policy\nimport rego.v1\nhardware := 2 if {\n", {}, {})

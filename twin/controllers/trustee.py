@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from .. import workloads
-from ..build import ensure_opa
+from ..build import ensure_engine
 from ..controller import Controller
 from ..kbs import config as kbs_config
 from ..kube import ApiError, path
@@ -405,7 +405,7 @@ def pod_volumes(spec, layout=None):
     empty_dir("rvps-dir", c.RVPS_DIR)
     if spec.get("kbsRvpsRefValuesConfigMapName"):
         volume("reference-values", {"configMap": {"name": spec["kbsRvpsRefValuesConfigMapName"]}})
-        mount("reference-values", c.REFERENCE_VALUES, layout["rvps_key"])
+        mount("reference-values", layout.get("rvps_list_file") or c.REFERENCE_VALUES, layout["rvps_key"])
     return volumes, mounts, staging
 
 
@@ -421,16 +421,17 @@ def _without_defaults(value):
     return {k: _without_defaults(v) for k, v in value.items() if k not in dropped}
 
 
-def template_drift(current, desired):
+def template_drift(current, desired, metadata=True):
     """Whether the Deployment's pod template differs from the one the operator generates.
 
     updateKbsDeployment compares the whole template (apiequality.Semantic.DeepEqual) and writes it
     back, so any foreign edit (an annotation, a label, a container field) is reverted. The twin
-    compares the same, less the fields the API server defaults.
+    compares the same, less the fields the API server defaults. ``metadata=False``: the 1.1
+    operator, which compares and writes only the template's spec.
     """
     cur_meta, want_meta = current.get("metadata") or {}, desired["metadata"]
-    if (cur_meta.get("annotations") or {}) != want_meta.get("annotations", {}) or \
-            (cur_meta.get("labels") or {}) != want_meta.get("labels", {}):
+    if metadata and ((cur_meta.get("annotations") or {}) != want_meta.get("annotations", {}) or
+                     (cur_meta.get("labels") or {}) != want_meta.get("labels", {})):
         return True
     cur_spec, want_spec = current.get("spec") or {}, desired["spec"]
     for field in ("containers", "initContainers", "volumes"):
@@ -531,7 +532,8 @@ class KbsConfigController(Controller):
         volumes, mounts, staging = pod_volumes(spec, layout)
         labels = {"app": "kbs"}
         return {
-            "metadata": {"labels": labels, "annotations": self._configmap_versions(namespace, spec)},
+            "metadata": {"labels": labels,
+                         "annotations": self._configmap_versions(namespace, spec) if layout.get("rollouts") else {}},
             "spec": {
                 "initContainers": [{
                     "name": "secret-converter", "image": OPERATOR_IMAGE, "command": ["/secret-converter"],
@@ -594,10 +596,13 @@ class KbsConfigController(Controller):
                 return None  # the update event brings us back
         else:
             current = dep["spec"]
-            if current.get("replicas") != replicas or template_drift(current.get("template") or {}, template):
+            if current.get("replicas") != replicas or template_drift(current.get("template") or {}, template,
+                                                                     metadata=layout.get("rollouts")):
                 body = copy.deepcopy(dep)
                 body["spec"]["replicas"] = replicas
                 body["spec"]["template"] = template
+                if not layout.get("rollouts"):  # 1.1 writes the spec only: foreign metadata stays
+                    body["spec"]["template"]["metadata"] = copy.deepcopy(current.get("template", {}).get("metadata") or {})
                 self.kube.replace(dp, body)
                 log.info("%s/%s: %s updated", namespace, name, DEPLOYMENT)
             status = dep.get("status") or {}
@@ -767,8 +772,10 @@ class KbsWorkload(workloads.Workload):
         except FileNotFoundError as exc:
             shutil.rmtree(root, ignore_errors=True)
             return workloads.Result(exit_code=1, log=f"{exc}\n")
-        opa = ensure_opa(log=lambda m: log.info("%s", m))
-        argv = [sys.executable, "-m", "twin.kbs", "--root", str(root), "--listen", "127.0.0.1:0", "--opa", str(opa)]
+        # Built before the process starts (normally by 'twin build'), so no KBS pod builds it itself.
+        engine = ensure_engine(log=lambda m: log.info("%s", m))
+        argv = [sys.executable, "-m", "twin.kbs", "--root", str(root), "--listen", "127.0.0.1:0",
+                "--engine", str(engine)]
         proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, text=True, bufsize=1)
         started, lines = time.monotonic(), []

@@ -121,8 +121,7 @@ def token_config(conf):
 
 
 class AttestationService:
-    def __init__(self, root, conf, opa, say, collateral, engine=None):
-        """``opa`` is unused (the engine evaluates); kept for the KBS's call signature."""
+    def __init__(self, root, conf, say, collateral, engine=None):
         self.root = Path(root)
         self.conf = conf
         self.say = say

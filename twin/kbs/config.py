@@ -82,10 +82,15 @@ OWN_EMPTY_REFERENCE_VALUES = "{}\n"
 # verifier table (Local by default, as upstream templates of that time). The KBS reads the 1.2 paths
 # in both cases (the 1.1 keys are mounted there).
 LAYOUTS = {
+    # 1.1 (trustee v0.14-v0.18 inside): the RVPS reads a list file named by the old
+    # [attestation_service.rvps_config.storage] table, and the operator has no configmap-versions
+    # rollouts (they arrived in trustee-operator v1.2.0; v1.1.0's updateKbsDeployment rewrites only
+    # the template's spec), so a KBS there restarts only when someone restarts it.
     "1.1": {"rvps_key": "reference-values.json", "rvps_empty": "[]", "resource_policy_key": "policy.rego",
-            "nvidia_remote": False},
+            "nvidia_remote": False, "rvps_list_file": "/opt/confidential-containers/rvps/reference-values.json",
+            "rollouts": False},
     "1.2": {"rvps_key": REFERENCE_VALUES_KEY, "rvps_empty": None, "resource_policy_key": RESOURCE_POLICY_KEY,
-            "nvidia_remote": True},
+            "nvidia_remote": True, "rvps_list_file": None, "rollouts": True},
 }
 DEFAULT_LAYOUT = "1.2"
 
@@ -153,6 +158,11 @@ class Sources:
             text = render_own(self._profile(profile), tls_data)
         if not layout.get("nvidia_remote"):
             text = drop_table(text, "attestation_service.verifier_config.nvidia_verifier")
+        if layout.get("rvps_list_file"):
+            text = drop_table(text, "attestation_service.rvps_config").rstrip("\n") + (
+                '\n\n[attestation_service.rvps_config]\ntype = "BuiltIn"\n\n'
+                '[attestation_service.rvps_config.storage]\ntype = "LocalJson"\n'
+                f'file_path = "{layout["rvps_list_file"]}"\n')
         return text
 
     def cpu_policy(self):

@@ -38,9 +38,6 @@ fails only an evaluation that queries. :func:`load` reads eagerly: it raises
 entries whose own query would fail in ``unreadable`` (``{name: error}``) for the caller to fail
 on when the policy asks for them. The error texts are upstream's ``Display`` strings; serde's line
 and column suffixes are left out.
-
-:func:`parse` is the older lenient reader (every shape, expired values dropped); kept until no
-caller uses it.
 """
 
 import base64
@@ -180,9 +177,10 @@ def store(conf):
     if kind != "BuiltIn":
         raise ReferenceValueFileError(f"rvps_config type {kind!r}: only the built-in RVPS is modelled by the twin")
     backend = (conf or {}).get("storage_backend")
-    legacy = isinstance(rvps.get("storage"), dict) and "storage_type" not in rvps and backend is None
+    legacy = isinstance(rvps.get("storage"), dict) and "storage_type" not in rvps
     if legacy:
         # v0.14-v0.18: rvps Config {storage: ReferenceValueStorageConfig (tag "type"), extractors}.
+        # (The twin's 1.1 operator writes this table beside the newer storage_backend ones.)
         storage = rvps["storage"]
         if storage.get("type") == "LocalJson":
             return "list", storage.get("file_path", LEGACY_LOCAL_JSON_FILE)
@@ -260,58 +258,3 @@ def load(read, conf, say=log.info):
         say(f"RVPS: {path} is absent; it starts empty")
         return ReferenceValues(path=path)
     return _load_kv(raw, path) if kind == "kv" else _load_list(raw, path)
-
-
-def _expired(expiration, now):
-    if not expiration:
-        return False
-    try:
-        when = datetime.datetime.strptime(expiration, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
-    except (TypeError, ValueError):
-        raise ReferenceValueFileError(f"expiration {expiration!r} is not %Y-%m-%dT%H:%M:%SZ")
-    return when <= now
-
-
-def _entry_value(name, entry):
-    if "value" in entry:
-        return entry["value"]
-    if "hash-value" in entry:
-        return [h.get("value") for h in entry["hash-value"] or []]
-    raise ReferenceValueFileError(f"reference value {name!r} has neither 'value' nor 'hash-value'")
-
-
-def parse(text, say=log.warning, now=None):
-    """The older lenient reader: any shape, expired values dropped (not upstream's behaviour; see :func:`load`)."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    text = (text or "").strip()
-    if not text:
-        return {}
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise ReferenceValueFileError(f"not JSON: {exc}")
-    entries = []
-    if isinstance(doc, list):
-        for index, item in enumerate(doc):
-            if not isinstance(item, dict) or "name" not in item:
-                raise ReferenceValueFileError(f"entry {index} is not an object with a name")
-            entries.append((item["name"], item))
-    elif isinstance(doc, dict):
-        for name, item in doc.items():
-            if isinstance(item, str):
-                try:
-                    item = json.loads(base64.urlsafe_b64decode(item + "=" * (-len(item) % 4)))
-                except (ValueError, TypeError) as exc:
-                    raise ReferenceValueFileError(f"{name!r}: a string entry must be base64url of JSON ({exc})")
-            if not isinstance(item, dict):
-                raise ReferenceValueFileError(f"{name!r}: expected an object with 'value'")
-            entries.append((item.get("name", name), item))
-    else:
-        raise ReferenceValueFileError("expected a JSON list or object")
-    values = {}
-    for name, item in entries:
-        if _expired(item.get("expiration"), now):
-            say(f"reference value {name!r} expired on {item.get('expiration')}; ignored")
-            continue
-        values[name] = _entry_value(name, item)
-    return values

@@ -1,6 +1,6 @@
 """The twin KBS process: Trustee's KBS protocol over HTTP(S), reading its pod's files.
 
-``python -m twin.kbs --root DIR [--config PATH] [--listen 127.0.0.1:0] [--opa PATH]``
+``python -m twin.kbs --root DIR [--config PATH] [--listen 127.0.0.1:0] [--engine PATH]``
 
 ``DIR`` is the pod's root directory (the operator twin's volumes written out, see
 ``twin.controllers.trustee``); every path in ``kbs-config.toml`` is read under it. The process
@@ -45,12 +45,10 @@ from joserfc.jws import JWSRegistry
 
 from .. import tee as hw
 from . import config as kbs_config
-from .engine import EngineError
+from .engine import Engine, EngineError
 from .attestation import AttestationError, AttestationService
 
 ERROR_PREFIX = "https://github.com/confidential-containers/kbs/errors"
-PROTOCOL_VERSIONS = ("0.1.0", "0.1.1", "0.2.0", "0.3.0", "0.4.0")
-KNOWN_TEES = ("tdx", "snp", "sgx", "az-snp-vtpm", "az-tdx-vtpm", "cca", "csv", "se", "tpm", "sample")
 SESSION_SECONDS = 300
 
 
@@ -87,10 +85,9 @@ def say(message):
 
 
 class Kbs:
-    def __init__(self, root: Path, config_path: str, opa: Path):
+    def __init__(self, root: Path, config_path: str, engine_path: Path = None):
         self.root = Path(root)
         self.conf = kbs_config.parse(self._file(config_path).decode())
-        self.opa = opa
         self.sessions = {}
         self.lock = threading.Lock()
         server = self.conf.get("http_server") or {}
@@ -106,7 +103,8 @@ class Kbs:
         service = self.conf.get("attestation_service") or {}
         # [attestation_service.verifier_config.dcap_verifier] collateral_service (the operator's templates)
         self.pcs_url = kbs_config.dcap_collateral_service(self.conf) or kbs_config.INTEL_PCS_URL
-        self.as_ = AttestationService(self.root, self.conf, opa, say, self._collateral)
+        self.as_ = AttestationService(self.root, self.conf, say, self._collateral,
+                                      engine=Engine(engine_path, say=say) if engine_path else None)
         plugins = self.conf.get("plugins") or []
         self.plugins = {p.get("name") for p in plugins}
         # The resource plugin on kvstorage keeps resources in the LocalFs namespace "repository", the
@@ -148,16 +146,13 @@ class Kbs:
             return self.sessions.get(session_id) if session_id else None
 
     def auth(self, body):
-        if not isinstance(body, dict):
-            raise KbsError(401, "AttestationError", "Attestation error: the Request is not a JSON object")
-        version = body.get("version")
-        if version not in PROTOCOL_VERSIONS:
-            raise KbsError(401, "AttestationError",
-                           f"Attestation error: KBS protocol version {version!r} is not supported "
-                           f"(supported: {', '.join(PROTOCOL_VERSIONS)})")
-        tee = body.get("tee")
-        if tee not in KNOWN_TEES:
-            raise KbsError(401, "AttestationError", f"Attestation error: unknown TEE {tee!r}")
+        # backend.rs __auth: the body is a kbs-types Request and its version must be exactly the
+        # KBS's protocol version (0.4.0 at trustee 78962cd4); the engine parses it with that crate.
+        try:
+            request = self.as_.parse_request(body)
+        except AttestationError as exc:
+            raise KbsError(401, "AttestationError", f"Attestation error: {exc}")
+        tee, version = request["tee"], request["version"]
         session_id = uuid.uuid4().hex
         nonce = base64.b64encode(secrets.token_bytes(32)).decode()
         with self.lock:
@@ -351,8 +346,8 @@ TLS_MINIMUM = {"old": ssl.TLSVersion.TLSv1_2, "intermediate": ssl.TLSVersion.TLS
                "modern": ssl.TLSVersion.TLSv1_3}
 
 
-def serve(root, config_path, listen, opa):
-    kbs = Kbs(root, config_path, opa)
+def serve(root, config_path, listen, engine_path=None):
+    kbs = Kbs(root, config_path, engine_path)
     host, _, port = listen.rpartition(":")
     handler = type("KbsHandler", (Handler,), {"kbs": kbs})
     httpd = http.server.ThreadingHTTPServer((host or "127.0.0.1", int(port)), handler)
@@ -373,8 +368,8 @@ def serve(root, config_path, listen, opa):
         httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
         scheme = "https"
     bound = httpd.server_address
-    say(f"listening on {bound[0]}:{bound[1]} ({scheme}; config {config_path}; policies in OPA "
-        f"{opa.name} at {opa})")
+    say(f"listening on {bound[0]}:{bound[1]} ({scheme}; config {config_path}; policies in regorus, "
+        f"engine {kbs.as_.engine.path})")
     httpd.serve_forever()
 
 
@@ -383,15 +378,10 @@ def main(argv=None):
     parser.add_argument("--root", required=True, type=Path)
     parser.add_argument("--config", default=kbs_config.KBS_CONFIG)
     parser.add_argument("--listen", default="127.0.0.1:0")
-    parser.add_argument("--opa", type=Path)
+    parser.add_argument("--engine", type=Path, help="the attestation engine (default: built on first use)")
     args = parser.parse_args(argv)
-    opa = args.opa
-    if opa is None:
-        from ..build import ensure_opa
-
-        opa = ensure_opa(log=say)
     try:
-        serve(args.root, args.config, args.listen, opa)
+        serve(args.root, args.config, args.listen, args.engine)
     except (OSError, ValueError) as exc:
         say(f"KBS cannot start: {exc}")
         return 1

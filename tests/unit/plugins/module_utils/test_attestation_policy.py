@@ -3,7 +3,7 @@
 Upstream's attestation service asks the policy engine for ``data.policy.trust_claims`` only and sets
 every AR4SI claim to 0 when that rule is undefined (trustee ``deps/policy-engine/src/policy/rego.rs``,
 shared/trustee/PROVENANCE.md). So a policy is judged here by that one query, with regorus
-(``twin.kbs.engine``) when the engine is there, else with OPA and the same query. The policy pinned
+(``twin.kbs.engine``), the crate upstream evaluates with. The policy pinned
 is the operator's own (shared/trustee/operator-templates/ear_default_attestation_policy_cpu.rego).
 """
 
@@ -63,27 +63,17 @@ def operator_policy():
 def trust_claims():
     """``f(policy, input, reference)``: the AR4SI claims upstream's evaluation gives (None when undefined).
 
-    regorus through the twin's engine (all claims 0 when trust_claims is missing, as upstream); OPA with
-    the same single query when the engine cannot be built here.
+    regorus through the twin's engine: only ``data.policy.trust_claims``, all claims 0 when it is
+    missing, as upstream's attestation service.
     """
     from twin.kbs import engine
 
-    try:
-        judge = engine.shared()
-        judge.ping()
-    except engine.EngineError:
-        judge = None
-    if judge is not None:
-        def appraise(policy, doc, reference):
-            vector = judge.appraise(policy, doc, reference)["trust_vector"]
-            return None if vector and not any(vector.values()) else vector
-        return appraise
-    from twin import build
-    from twin.kbs import rego
+    judge = engine.shared()
 
-    opa = build.ensure_opa(log=lambda msg: None)
-    return lambda policy, doc, reference: rego.evaluate(opa, policy, doc, {"reference": reference},
-                                                        query="data.policy.trust_claims")
+    def appraise(policy, doc, reference):
+        vector = judge.appraise(policy, doc, reference)["trust_vector"]
+        return None if vector and not any(vector.values()) else vector
+    return appraise
 
 
 # -- the transformation ------------------------------------------------------------------------------
