@@ -10,7 +10,11 @@ payload has ``submods`` (``cpu0``, ``gpu0``, ...), each with an ``ear.status`` a
 
 Signatures are checked with joserfc, or with cryptography when joserfc is absent; nothing here
 does signature arithmetic itself. A key embedded in the token proves only that the token is
-intact; pass the Trustee attestation certificate to prove who signed it.
+intact, so :func:`inspect` never calls a token good without the Trustee attestation certificate
+(anyone can sign a token with a key of their own and embed it), and it reports ``affirming`` only
+for a signature verified against that certificate: a forged payload must not read as affirming.
+Trustee embeds its certificate chain as ``header.jwk.x5c``; it is checked against the given
+certificate and never returned.
 Malformed input raises :class:`EarError` (a ValueError); a bad signature, an expired token or a
 non-affirming submod is reported in the result, not raised.
 """
@@ -108,6 +112,18 @@ _HINTS = {
 }
 
 
+# Trustee's submods are named ``<tee class><index>`` (attestation-service/src/token/ear_broker.rs,
+# ``issue``: ``format!("{}{}", tee_claims.tee_class, tee_class_index)``). The classes its verifiers emit:
+# ``cpu`` for the primary TEE (attestation-service/src/lib.rs), ``gpu`` and ``switch`` from the NVIDIA
+# verifier (deps/verifier/src/nvidia/mod.rs, ``evaluate_device_remotely``: Hopper/Blackwell -> "gpu",
+# LS10 NVSwitch -> "switch"), ``ppcie`` for NVIDIA protected-PCIe topologies, ``nvidia-dpu``
+# (deps/verifier/src/nvidia_dpu/mod.rs ``TEE_CLASS_NVIDIA_DPU``) and ``dpu``
+# (deps/verifier/src/dpu/mod.rs ``TEE_CLASS_DPU``).
+SUBMOD_KINDS = ("cpu", "gpu", "switch", "ppcie", "nvidia-dpu", "dpu")
+# ear_broker.rs DEFAULT_PROFILE: the profile every Trustee EAR carries unless its config renames it.
+TRUSTEE_PROFILE = "tag:github.com,2024:confidential-containers/Trustee"
+
+
 class EarError(ValueError):
     """A token that cannot be read at all (not a JWS, bad base64 or JSON, missing parts)."""
 
@@ -123,6 +139,12 @@ def tier(value) -> str:
     if -96 <= value < 96:
         return "warning"
     return "contraindicated"
+
+
+def submod_kind(name: str) -> str:
+    """The TEE class of a submod from its name (``cpu0`` -> ``cpu``, ``nvidia-dpu1`` -> ``nvidia-dpu``)."""
+    match = re.match(r"^(.*?)(\d+)$", name)
+    return match.group(1) if match and match.group(1) in SUBMOD_KINDS else "unknown"
 
 
 def meaning(group: str, value: int) -> str:
@@ -232,18 +254,96 @@ def _public_key_from(key):
     raise EarError("key: expected PEM text or a JWK, got {0}".format(type(key).__name__))
 
 
+def _b64_any(text, what):
+    """DER out of an x5c entry: RFC 7515 says standard base64, trustee's ear_broker.rs ``pubkey_jwk``
+    writes URL_SAFE_NO_PAD; both are read."""
+    if not isinstance(text, str) or not text:
+        raise EarError("{0}: expected a base64 string".format(what))
+    try:
+        if re.match(r"^[A-Za-z0-9+/]*={0,2}$", text) and len(text) % 4 == 0:
+            return base64.b64decode(text, validate=True)
+        return _b64url(text, what)
+    except (binascii.Error, ValueError):
+        raise EarError("{0}: not base64".format(what))
+
+
+def _header_chain(header):
+    """The certificate chain the header carries (DER list): ``jwk.x5c`` as Trustee writes it, or ``x5c``."""
+    jwk = header.get("jwk") if isinstance(header.get("jwk"), dict) else {}
+    x5c = jwk.get("x5c", header.get("x5c"))
+    if x5c is None:
+        return []
+    if not isinstance(x5c, list):
+        raise EarError("token header: x5c must be a list of base64 certificates")
+    return [_b64_any(item, "token header x5c[{0}]".format(i)) for i, item in enumerate(x5c)]
+
+
+def _der_to_pem(der):
+    return "-----BEGIN CERTIFICATE-----\n{0}\n-----END CERTIFICATE-----\n".format(base64.b64encode(der).decode("ascii"))
+
+
 def _embedded_key(header):
     if isinstance(header.get("jwk"), dict):
         return header["jwk"], "embedded-jwk"
-    x5c = header.get("x5c")
-    if isinstance(x5c, list) and x5c and isinstance(x5c[0], str):
-        try:
-            der = base64.b64decode(x5c[0], validate=True)
-        except (binascii.Error, ValueError):
-            raise EarError("token header: x5c[0] is not base64")
-        pem = "-----BEGIN CERTIFICATE-----\n{0}\n-----END CERTIFICATE-----\n".format(base64.b64encode(der).decode("ascii"))
-        return pem, "embedded-x5c"
+    chain = _header_chain(header)
+    if chain:
+        return _der_to_pem(chain[0]), "embedded-x5c"
     return None, None
+
+
+def _same_key(a, b):
+    return a.public_numbers() == b.public_numbers()
+
+
+def check_chain(header, key=None) -> dict:
+    """``{present, length, leaf_subject, leaf_is_given, jwk_matches_leaf, linked, error}`` for the x5c chain.
+
+    The chain itself is never returned. ``leaf_is_given``: the leaf is the given certificate (or
+    carries the given public key); None without a key. ``linked``: each certificate is signed by
+    the next one.
+    """
+    result = {"present": False, "length": 0, "leaf_subject": None, "leaf_is_given": None,
+              "jwk_matches_leaf": None, "linked": None, "error": None}
+    chain = _header_chain(header)
+    if not chain:
+        return result
+    if not HAS_CRYPTOGRAPHY:
+        raise EarError("checking the x5c chain needs the cryptography library")
+    result.update(present=True, length=len(chain))
+    try:
+        certs = [_x509.load_der_x509_certificate(der) for der in chain]
+    except ValueError as exc:
+        result["error"] = "x5c holds something that is not a DER certificate ({0})".format(exc)
+        return result
+    leaf = certs[0]
+    result["leaf_subject"] = leaf.subject.rfc4514_string()
+    leaf_key = leaf.public_key()
+    jwk = header.get("jwk")
+    if isinstance(jwk, dict):
+        try:
+            result["jwk_matches_leaf"] = _same_key(_public_key_from(jwk), leaf_key)
+        except EarError:
+            result["jwk_matches_leaf"] = False
+    linked = True
+    for child, parent in zip(certs, certs[1:]):
+        try:
+            child.verify_directly_issued_by(parent)
+        except (ValueError, TypeError, _InvalidSignature):
+            linked = False
+    result["linked"] = linked
+    if key is not None:
+        given_der = None
+        if isinstance(key, str) and "BEGIN CERTIFICATE" in key:
+            try:
+                given_der = _x509.load_pem_x509_certificate(key.strip().encode("ascii", "replace")).public_bytes(
+                    _serialization.Encoding.DER)
+            except ValueError:
+                given_der = None
+        if given_der is not None:
+            result["leaf_is_given"] = given_der == chain[0]
+        else:
+            result["leaf_is_given"] = _same_key(_public_key_from(key), leaf_key)
+    return result
 
 
 def _verify_joserfc(token, public):
@@ -271,13 +371,14 @@ def _verify_cryptography(parsed, public):
 
 
 def verify(value, key=None, use_joserfc: bool | None = None) -> dict:
-    """``{checked, verified, key_source, library, error, note}`` for the token's ES256 signature.
+    """``{checked, verified, key_source, library, error, note, chain}`` for the token's ES256 signature.
 
     ``key`` is the Trustee attestation certificate, a PEM public key or a JWK; without it the key
     embedded in the token header is used (integrity only).
     """
     parsed = value if isinstance(value, dict) and "signing_input" in value else parse(value)
-    result = {"checked": False, "verified": False, "key_source": None, "library": None, "error": None, "note": None}
+    result = {"checked": False, "verified": False, "key_source": None, "library": None, "error": None, "note": None,
+              "chain": None}
     alg = parsed["header"].get("alg")
     if alg != "ES256":
         result["error"] = "token header alg is {0!r}; Trustee signs EAR tokens with ES256".format(alg)
@@ -293,6 +394,7 @@ def verify(value, key=None, use_joserfc: bool | None = None) -> dict:
                           "pass the Trustee attestation certificate to prove who signed it")
     result["key_source"] = source
     public = _public_key_from(key)
+    result["chain"] = check_chain(parsed["header"], key if source == "given" else None)
     if use_joserfc is None:
         use_joserfc = HAS_JOSERFC
     if use_joserfc and not HAS_JOSERFC:
@@ -323,7 +425,7 @@ def _time(value, what):
 def _submod(name, body, tee_hint):
     if not isinstance(body, dict):
         raise EarError("submods.{0}: expected an object".format(name))
-    kind = "gpu" if name.startswith("gpu") else "cpu"
+    kind = submod_kind(name)
     vector = body.get("ear.trustworthiness-vector") or {}
     if not isinstance(vector, dict):
         raise EarError("submods.{0}: ear.trustworthiness-vector must be an object".format(name))
@@ -375,13 +477,17 @@ def _kbs_url_claim(submod_body):
 
 def inspect(value, key=None, expected_init_data: str | None = None, expected_kbs_url: str | None = None,
             require_gpu: bool = False, verify_signature: bool = True, now: datetime.datetime | None = None,
-            leeway: int = 0) -> dict:
+            leeway: int = 0, expected_profile: str = TRUSTEE_PROFILE) -> dict:
     """Everything a smoke test needs to say whether a token proves a good attestation, and why not.
 
     ``expected_init_data`` is the hex TEE binding (TDX MRCONFIGID or SNP HOSTDATA) the pod's
-    initdata should give; ``expected_kbs_url`` the KBS URL its aa.toml should name.
+    initdata should give; ``expected_kbs_url`` the KBS URL its aa.toml should name; ``key`` the
+    Trustee attestation certificate (without it the result is never ``ok``).
     Returns ``{header, claims, issuer, issued_at, expires_at, expired, signature, submods,
-    affirming, gpus, init_data, kbs_url, has_tee_keypair, problems, ok}``; never the keypair.
+    affirming, claims_affirming, trusted, gpus, devices, init_data, kbs_url, has_tee_keypair,
+    problems, ok}``; never the keypair, never the x5c chain. ``affirming`` is true only when every
+    submod is affirming AND the signature was verified against the given certificate;
+    ``claims_affirming`` is what the payload says, whoever signed it.
     """
     parsed = parse(value)
     claims = parsed["claims"]
@@ -391,13 +497,46 @@ def inspect(value, key=None, expected_init_data: str | None = None, expected_kbs
         now = now.replace(tzinfo=datetime.timezone.utc)
 
     signature = None
+    trusted = False
     if verify_signature:
         signature = verify(parsed, key=key)
         if not signature["verified"]:
             problems.append("signature not verified: {0}".format(signature["error"]))
+        elif signature["key_source"] != "given":
+            problems.append("no Trustee attestation certificate given: the signature was checked against the key "
+                            "the token carries, which anyone can make; this proves integrity, not that Trustee "
+                            "signed it")
+        else:
+            trusted = True
+        chain = signature.get("chain") or {}
+        if chain.get("error"):
+            problems.append("token header x5c: {0}".format(chain["error"]))
+            trusted = False
+        if chain.get("leaf_is_given") is False:
+            problems.append("the certificate in the token header (x5c, subject {0}) is not the given Trustee "
+                            "certificate".format(chain.get("leaf_subject")))
+            trusted = False
+        if chain.get("jwk_matches_leaf") is False:
+            problems.append("the token header's jwk is not the key of its own x5c certificate")
+            trusted = False
+        if chain.get("linked") is False:
+            problems.append("the token header's x5c chain is broken: a certificate is not signed by the next one")
+            trusted = False
+    else:
+        problems.append("signature not checked (verify_signature is off): nothing in the token can be trusted")
+
+    profile = claims.get("eat_profile")
+    if profile != expected_profile:
+        problems.append("eat_profile is {0!r}, not Trustee's {1!r}: this is not a Trustee EAR".format(
+            profile, expected_profile))
 
     exp = _time(claims.get("exp"), "exp")
     iat = _time(claims.get("iat"), "iat")
+    if iat is None:
+        problems.append("the token has no iat claim")
+    elif iat > now + datetime.timedelta(seconds=leeway):
+        problems.append("the token was issued in the future ({0}): the signer's clock or the token is "
+                        "wrong".format(iat.strftime("%Y-%m-%dT%H:%M:%SZ")))
     expired = None
     if exp is None:
         problems.append("the token has no exp claim")
@@ -445,19 +584,32 @@ def inspect(value, key=None, expected_init_data: str | None = None, expected_kbs
             if match is False:
                 problems.append("aa.toml in the token names KBS {0!r}, expected {1!r}".format(url, expected_kbs_url))
 
-    affirming = all(s["status"] == "affirming" for s in submods.values())
+    for name, sub in submods.items():
+        if sub["kind"] == "unknown":
+            problems.append("{0}: not a submod name Trustee emits (<class><index>, class one of {1})".format(
+                name, ", ".join(SUBMOD_KINDS)))
+    claims_affirming = all(s["status"] == "affirming" for s in submods.values())
+    header = {k: v for k, v in parsed["header"].items() if k != "x5c"}
+    if isinstance(header.get("jwk"), dict):
+        header["jwk"] = {k: v for k, v in header["jwk"].items() if k != "x5c"}
+    devices = {}
+    for name, sub in submods.items():
+        devices.setdefault(sub["kind"], []).append(name)
     return {
-        "header": {k: v for k, v in parsed["header"].items() if k != "x5c"},
+        "header": header,
         "claims": claims,
         "issuer": claims.get("iss"),
-        "profile": claims.get("eat_profile"),
+        "profile": profile,
         "issued_at": iat.strftime("%Y-%m-%dT%H:%M:%SZ") if iat else None,
         "expires_at": exp.strftime("%Y-%m-%dT%H:%M:%SZ") if exp else None,
         "expired": expired,
         "signature": signature,
         "submods": submods,
-        "affirming": affirming,
+        "affirming": claims_affirming and trusted,
+        "claims_affirming": claims_affirming,
+        "trusted": trusted,
         "gpus": gpus,
+        "devices": devices,
         "init_data": init_data,
         "kbs_url": kbs_url,
         "has_tee_keypair": parsed["has_tee_keypair"],

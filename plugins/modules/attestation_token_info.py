@@ -15,9 +15,16 @@ author:
 description:
   - Takes the token a confidential pod gets from C(http://127.0.0.1:8006/aa/token?token_type=kbs) (the JSON with
     C(token) and C(tee_keypair), or the bare JWT) and says whether it proves a good attestation.
-  - Verifies the ES256 signature against the Trustee attestation certificate (or the key embedded in the token,
-    which proves integrity only), checks the expiry, computes the AR4SI tier of every trust claim and the status of
-    every submod (C(cpu0), C(gpu0), ...), and explains each claim that is not affirming in words.
+  - Verifies the ES256 signature against the Trustee attestation certificate O(key). Without O(key) the key embedded
+    in the token is used, which proves integrity only (anyone can sign a token with a key of their own), so the
+    result is then never RV(ok) and never RV(affirming).
+  - Checks the certificate chain Trustee embeds in the header (C(jwk.x5c)) against O(key) (its leaf must be the given
+    certificate and carry the header's key); the chain is never returned.
+  - Refuses a token issued in the future (C(iat) beyond O(leeway)), an expired one, and one whose C(eat_profile) is
+    not Trustee's.
+  - Computes the AR4SI tier of every trust claim and the status of every submod, types each submod by its name
+    (C(cpu0), C(gpu0), C(switch0), C(ppcie0), C(nvidia-dpu0), C(dpu0), as Trustee names them C(<tee class><index>)),
+    and explains each claim that is not affirming in words.
   - Compares the C(init_data) claim with the binding of the initdata the pod should run, and the KBS URL in its
     C(aa.toml) with the intended one.
   - Runs on the host that has the token; talks to nothing.
@@ -34,8 +41,14 @@ options:
   key:
     description:
       - PEM certificate (for example C(trustee-config-attestation-cert-secret)), PEM public key or JWK (JSON) of the
-        Trustee attestation service. Without it, the key embedded in the token is used.
+        Trustee attestation service.
+      - Without it, the key embedded in the token is used, which proves integrity only; RV(ok) and RV(affirming) are
+        then false.
     type: str
+  expected_profile:
+    description: The C(eat_profile) the token must carry (Trustee's C(profile_name); its default unless renamed).
+    type: str
+    default: tag:github.com,2024:confidential-containers/Trustee
   expected_init_data:
     description: Hex TDX MRCONFIGID or SNP HOSTDATA the C(init_data) claim must equal (the M(confidential.gpu.initdata) module returns both).
     type: str
@@ -58,7 +71,7 @@ options:
     type: bool
     default: true
   leeway:
-    description: Seconds of clock skew to tolerate when checking C(exp).
+    description: Seconds of clock skew to tolerate when checking C(exp) and C(iat).
     type: int
     default: 0
   fail_on_problems:
@@ -70,7 +83,7 @@ requirements:
   - joserfc >= 1.0, or cryptography (used when joserfc is absent)
 notes:
   - Trustee's default C(Restricted) resource policy releases secrets only when every submod is C(affirming);
-    RV(affirming) says exactly that.
+    RV(affirming) says that, and only for a token whose signature was verified against O(key).
 seealso:
   - module: confidential.gpu.initdata
 """
@@ -96,13 +109,33 @@ EXAMPLES = r"""
 
 RETURN = r"""
 ok:
-  description: True when RV(problems) is empty.
+  description: True when RV(problems) is empty (never without O(key)).
   returned: always
   type: bool
 affirming:
-  description: True when every submod's C(ear.status) is C(affirming).
+  description: True when every submod's C(ear.status) is C(affirming) and the signature was verified against O(key).
   returned: always
   type: bool
+claims_affirming:
+  description: What the payload says (every submod C(affirming)), whoever signed it. Not a verdict.
+  returned: always
+  type: bool
+trusted:
+  description: The signature was verified against O(key) and the header's C(x5c) chain, if any, is O(key)'s.
+  returned: always
+  type: bool
+devices:
+  description: Submod names per kind (C(cpu), C(gpu), C(switch), C(ppcie), C(nvidia-dpu), C(dpu), C(unknown)).
+  returned: always
+  type: dict
+profile:
+  description: The token's C(eat_profile).
+  returned: always
+  type: str
+issued_at:
+  description: Issue time (UTC, ISO 8601).
+  returned: always
+  type: str
 problems:
   description: Everything wrong with the token, one sentence each.
   returned: always
@@ -110,13 +143,16 @@ problems:
   elements: str
 submods:
   description:
-    - Per submod (C(cpu0), C(gpu0), ...), its C(status), the C(computed_status) from its trust vector, the
+    - Per submod (C(cpu0), C(gpu0), ...), its C(kind), C(status), the C(computed_status) from its trust vector, the
       C(trust_vector) with C(value), C(tier) and C(meaning) per AR4SI group, C(not_affirming) explanations, C(tee)
       and C(init_data).
   returned: always
   type: dict
 signature:
-  description: C(checked), C(verified), C(key_source) (C(given), C(embedded-jwk), C(embedded-x5c)), C(library), C(error), C(note).
+  description:
+    - C(checked), C(verified), C(key_source) (C(given), C(embedded-jwk), C(embedded-x5c)), C(library), C(error), C(note).
+    - C(chain) - C(present), C(length), C(leaf_subject), C(leaf_is_given), C(jwk_matches_leaf), C(linked), C(error)
+      for the header's C(x5c) (the certificates themselves are not returned).
   returned: when O(verify_signature=true)
   type: dict
 expires_at:
@@ -145,7 +181,7 @@ claims:
   returned: always
   type: dict
 header:
-  description: The JWS header (without any C(x5c) chain).
+  description: The JWS header (without any C(x5c) chain, also none inside C(jwk)).
   returned: always
   type: dict
 """
@@ -168,6 +204,7 @@ def main():
             require_gpu=dict(type="bool", default=False),
             verify_signature=dict(type="bool", default=True),
             leeway=dict(type="int", default=0),
+            expected_profile=dict(type="str", default=ear.TRUSTEE_PROFILE),
             fail_on_problems=dict(type="bool", default=False),
         ),
         mutually_exclusive=[("expected_init_data", "initdata")],
@@ -186,7 +223,8 @@ def main():
     try:
         result = ear.inspect(params["token"], key=params["key"], expected_init_data=expected,
                              expected_kbs_url=params["expected_kbs_url"], require_gpu=params["require_gpu"],
-                             verify_signature=params["verify_signature"], leeway=params["leeway"])
+                             verify_signature=params["verify_signature"], leeway=params["leeway"],
+                             expected_profile=params["expected_profile"])
     except ear.EarError as exc:
         module.fail_json(msg=str(exc))
     if params["fail_on_problems"] and result["problems"]:

@@ -108,14 +108,15 @@ def test_tier_rejects_non_integers(value):
 
 
 def test_article_token_is_affirming_and_intact(key):
-    result = ear.inspect(sign(ARTICLE_CLAIMS, key), now=NOW, expected_init_data=ARTICLE_INIT_DATA,
-                         expected_kbs_url="https://kbs.example.com", require_gpu=True)
+    result = ear.inspect(sign(ARTICLE_CLAIMS, key), key=key.as_pem(private=False).decode(), now=NOW,
+                         expected_init_data=ARTICLE_INIT_DATA, expected_kbs_url="https://kbs.example.com",
+                         require_gpu=True)
     assert result["ok"] is True, result["problems"]
-    assert result["affirming"] is True
+    assert result["affirming"] is True and result["trusted"] is True
     assert result["gpus"] == ["gpu0"]
+    assert result["devices"] == {"cpu": ["cpu0"], "gpu": ["gpu0"]}
     assert result["signature"]["verified"] is True
-    assert result["signature"]["key_source"] == "embedded-jwk"
-    assert "integrity, not origin" in result["signature"]["note"]
+    assert result["signature"]["key_source"] == "given"
     assert result["expires_at"] == "2026-04-25T05:04:36Z"
     assert result["issued_at"] == "2026-04-25T04:59:36Z"
     assert result["expired"] is False
@@ -134,7 +135,7 @@ def test_the_in_pod_api_json_is_accepted_and_its_keypair_never_returned(key):
     result = ear.inspect(body, now=NOW)
     assert result["has_tee_keypair"] is True
     assert "TEE-PRIVATE-KEY" not in json.dumps(result)
-    assert ear.inspect(json.loads(body), now=NOW)["ok"] is True
+    assert ear.inspect(json.loads(body), key=key.as_pem(private=False).decode(), now=NOW)["ok"] is True
 
 
 def test_trustee_defaults_are_explained_in_words(key):
@@ -308,3 +309,194 @@ def test_any_text_is_a_result_or_a_clear_error(text):
         ear.inspect(text, now=NOW)
     except EarError:
         pass
+
+
+# -- the reader holds up on its own (issue 12) -------------------------------------------------
+
+
+def test_without_a_key_a_token_signed_by_anyone_is_never_ok(key):
+    # Anyone can make a key, sign the article's affirming claims and embed the key.
+    result = ear.inspect(sign(ARTICLE_CLAIMS, key), now=NOW)
+    assert result["signature"]["verified"] is True and result["signature"]["key_source"] == "embedded-jwk"
+    assert result["ok"] is False and result["trusted"] is False
+    assert result["affirming"] is False and result["claims_affirming"] is True
+    assert any("no Trustee attestation certificate given" in p for p in result["problems"])
+
+
+def test_a_forged_payload_never_reads_as_affirming(key):
+    genuine = sign(ARTICLE_CLAIMS, key)
+    head, _, signature = genuine.split(".")
+    payload = base64.urlsafe_b64encode(json.dumps(ARTICLE_CLAIMS).encode() + b" ").decode().rstrip("=")
+    result = ear.inspect(".".join([head, payload, signature]), key=key.as_pem(private=False).decode(), now=NOW)
+    assert result["signature"]["verified"] is False
+    assert result["affirming"] is False and result["claims_affirming"] is True and result["ok"] is False
+
+
+def test_signature_off_is_never_affirming(key):
+    result = ear.inspect(sign(ARTICLE_CLAIMS, key), verify_signature=False, now=NOW)
+    assert result["affirming"] is False and result["ok"] is False
+    assert any("signature not checked" in p for p in result["problems"])
+
+
+@pytest.mark.parametrize("name,kind", [
+    ("cpu0", "cpu"), ("gpu0", "gpu"), ("gpu7", "gpu"), ("switch0", "switch"), ("switch12", "switch"),
+    ("ppcie0", "ppcie"), ("nvidia-dpu0", "nvidia-dpu"), ("dpu1", "dpu"), ("tpm0", "unknown"), ("cpu", "unknown"),
+])
+def test_submods_are_typed_by_their_prefix(name, kind):
+    assert ear.submod_kind(name) == kind
+
+
+def test_a_switch_is_not_read_as_a_cpu(key):
+    claims = copy.deepcopy(ARTICLE_CLAIMS)
+    claims["submods"]["switch0"] = copy.deepcopy(claims["submods"]["gpu0"])
+    claims["submods"]["switch0"]["ear.veraison.annotated-evidence"] = {"init_data": "ff" * 48}
+    claims["submods"]["tpm0"] = copy.deepcopy(claims["submods"]["gpu0"])
+    result = ear.inspect(sign(claims, key), key=key.as_pem(private=False).decode(), now=NOW,
+                         expected_init_data=ARTICLE_INIT_DATA)
+    assert result["submods"]["switch0"]["kind"] == "switch" and result["submods"]["switch0"]["tee"] is None
+    assert result["devices"]["switch"] == ["switch0"] and result["gpus"] == ["gpu0"]
+    # the init_data claim is the CPU's, never a switch's
+    assert result["init_data"]["match"] is True
+    assert result["submods"]["tpm0"]["kind"] == "unknown"
+    assert any("tpm0: not a submod name Trustee emits" in p for p in result["problems"])
+
+
+def test_iat_in_the_future_is_refused(key):
+    claims = dict(ARTICLE_CLAIMS, iat=int(NOW.timestamp()) + 3600, exp=int(NOW.timestamp()) + 3900)
+    result = ear.inspect(sign(claims, key), key=key.as_pem(private=False).decode(), now=NOW)
+    assert result["ok"] is False and any("issued in the future" in p for p in result["problems"])
+    assert ear.inspect(sign(claims, key), key=key.as_pem(private=False).decode(), now=NOW, leeway=3600)["ok"]
+
+
+def test_a_foreign_eat_profile_is_refused(key):
+    claims = dict(ARTICLE_CLAIMS, eat_profile="tag:github.com,2023:veraison/ear")
+    result = ear.inspect(sign(claims, key), key=key.as_pem(private=False).decode(), now=NOW)
+    assert result["ok"] is False and any("eat_profile" in p for p in result["problems"])
+    assert ear.inspect(sign(claims, key), key=key.as_pem(private=False).decode(), now=NOW,
+                       expected_profile="tag:github.com,2023:veraison/ear")["ok"]
+
+
+def _x5c_header(signing_key, cert, urlsafe=False):
+    der = cert.public_bytes(serialization.Encoding.DER)
+    text = base64.urlsafe_b64encode(der).decode().rstrip("=") if urlsafe else base64.b64encode(der).decode()
+    return {"alg": "ES256", "typ": "JWT", "jwk": dict(signing_key.as_dict(private=False), x5c=[text])}
+
+
+@pytest.mark.parametrize("urlsafe", [False, True])
+def test_the_x5c_chain_is_checked_against_the_given_certificate_and_never_echoed(urlsafe):
+    private = ec.generate_private_key(ec.SECP256R1())
+    signer = ECKey.import_key(private)
+    cert = self_signed_cert(private)
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    token = sign(ARTICLE_CLAIMS, signer, header=_x5c_header(signer, cert, urlsafe))
+    result = ear.inspect(token, key=cert_pem, now=NOW)
+    assert result["ok"] is True, result["problems"]
+    chain = result["signature"]["chain"]
+    assert chain["present"] and chain["length"] == 1 and chain["leaf_is_given"] and chain["jwk_matches_leaf"]
+    assert "x5c" not in result["header"] and "x5c" not in result["header"]["jwk"]
+    der_text = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    assert der_text[:40] not in json.dumps(result)
+
+    # Same key, but another certificate for it given: the chain is not the one Trustee was given.
+    other_cert_pem = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.issuer)
+                      .public_key(private.public_key()).serial_number(2)
+                      .not_valid_before(datetime.datetime(2026, 1, 1)).not_valid_after(datetime.datetime(2027, 1, 1))
+                      .sign(private, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
+    result = ear.inspect(token, key=other_cert_pem, now=NOW)
+    assert result["signature"]["verified"] is True
+    assert result["ok"] is False and result["affirming"] is False
+    assert any("is not the given Trustee certificate" in p for p in result["problems"])
+
+
+def test_a_jwk_that_is_not_its_own_x5c_leaf_is_refused():
+    private = ec.generate_private_key(ec.SECP256R1())
+    signer = ECKey.import_key(private)
+    stranger = self_signed_cert(ec.generate_private_key(ec.SECP256R1()))
+    token = sign(ARTICLE_CLAIMS, signer, header=_x5c_header(signer, stranger))
+    result = ear.inspect(token, key=signer.as_pem(private=False).decode(), now=NOW)
+    assert result["signature"]["chain"]["jwk_matches_leaf"] is False
+    assert result["ok"] is False and result["affirming"] is False
+
+
+# -- tokens made by the ear crate (the twin's engine: ear 0.5.0 through trustee's broker path) ----------
+
+
+SIMPLE_POLICY = """package policy
+import rego.v1
+default hardware := 97
+hardware := 2 if input.sample
+trust_claims := {"hardware": hardware, "executables": 3, "configuration": 2}
+"""
+DEVICE_POLICY = """package policy
+import rego.v1
+trust_claims := {"hardware": 2, "executables": 3, "configuration": 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from twin import build
+    from twin.kbs.engine import Engine
+
+    eng = Engine(build.ensure_engine())
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def trustee_signer():
+    private = ec.generate_private_key(ec.SECP256R1())
+    key_pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                    serialization.NoEncryption()).decode()
+    return key_pem, self_signed_cert(private).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _engine_token(engine, signer, classes=("cpu", "gpu", "switch"), now=None):
+    tee_claims = []
+    for tee_class in classes:
+        tee = "sample" if tee_class == "cpu" else "nvidia"
+        tee_claims.append({"tee": tee, "tee_class": tee_class, "claims": {"svn": "1"}, "init_data_claims": None,
+                           "runtime_data_claims": None})
+    policies = {"default_" + c: (SIMPLE_POLICY if c == "cpu" else DEVICE_POLICY) for c in classes}
+    return engine.issue(tee_claims, policies, signer={"key_pem": signer[0], "cert_pem": signer[1]},
+                        config={"duration_min": 5}, now=now)
+
+
+def test_an_ear_crate_token_reads_with_its_devices_and_chain(engine, trustee_signer):
+    issued = _engine_token(engine, trustee_signer)
+    result = ear.inspect(issued["token"], key=trustee_signer[1])
+    assert result["ok"] is True, result["problems"]
+    assert result["affirming"] is True
+    assert result["devices"] == {"cpu": ["cpu0"], "gpu": ["gpu0"], "switch": ["switch0"]}
+    assert result["submods"]["switch0"]["kind"] == "switch"
+    assert result["signature"]["chain"]["leaf_is_given"] is True
+    assert result["profile"] == ear.TRUSTEE_PROFILE
+    assert "x5c" not in json.dumps(result["header"])
+
+
+def test_an_ear_crate_token_without_the_certificate_is_not_ok(engine, trustee_signer):
+    result = ear.inspect(_engine_token(engine, trustee_signer)["token"])
+    assert result["signature"]["key_source"] == "embedded-jwk" and result["signature"]["verified"] is True
+    assert result["ok"] is False and result["affirming"] is False and result["claims_affirming"] is True
+
+
+def test_an_ear_crate_token_from_another_signer_or_the_future_is_refused(engine, trustee_signer):
+    other = ec.generate_private_key(ec.SECP256R1())
+    other_pem = self_signed_cert(other).public_bytes(serialization.Encoding.PEM).decode()
+    result = ear.inspect(_engine_token(engine, trustee_signer)["token"], key=other_pem)
+    assert result["ok"] is False and result["affirming"] is False
+    future = int(datetime.datetime.now(datetime.timezone.utc).timestamp()) + 3600
+    result = ear.inspect(_engine_token(engine, trustee_signer, now=future)["token"], key=trustee_signer[1])
+    assert result["ok"] is False and any("issued in the future" in p for p in result["problems"])
+
+
+def test_an_ear_crate_token_forged_after_signing_is_not_affirming(engine, trustee_signer):
+    token = _engine_token(engine, trustee_signer, classes=("cpu",))["token"]
+    head, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["submods"]["cpu0"]["ear.status"] == "affirming"
+    claims["iat"] -= 1
+    forged = ".".join([head, base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("="), signature])
+    result = ear.inspect(forged, key=trustee_signer[1])
+    assert result["signature"]["verified"] is False
+    assert result["affirming"] is False and result["claims_affirming"] is True
