@@ -14,7 +14,7 @@ import ssl
 import threading
 import urllib.parse
 
-from . import workloads
+from . import guest, workloads
 from .controller import Controller
 from .kube import ApiError, path
 
@@ -201,12 +201,17 @@ class PodRunner(Controller):
         super().__init__(world)
         self.logs = logs
         self.started = {}  # uid -> monotonic start decided
+        self.sandboxes = {}  # uid -> twin.guest.Sandbox of a kata pod while its containers run
+        self.sandbox_failed = {}  # uid -> kata's error (the kubelet reported it; no retry loop here)
 
     def reconcile(self, key):
         namespace, name = key
         pod = self.cache("v1", "pods").get(name, namespace)
         if pod is None:
             self.logs.forget(namespace, name)
+            for uid in [u for u, sb in self.sandboxes.items() if sb.pod["metadata"].get("namespace") == namespace
+                        and sb.pod["metadata"]["name"] == name]:
+                self.sandboxes.pop(uid, None)
             return None
         node = pod["spec"].get("nodeName")
         host = self.world.host(node) if node else None
@@ -234,24 +239,93 @@ class PodRunner(Controller):
         if uid not in self.started:
             self.started[uid] = True
             return self.world.timings["pod_start"] or 0.01
+        if uid in self.sandbox_failed:
+            return None
         self.start(pod, host, p)
         return None
 
     def map_event(self, kind, obj):
+        if "handler" in obj:  # a RuntimeClass: read through the cache when a pod starts
+            return []
         # A node coming back (Ready again) resumes the pods bound to it.
         return [(o["metadata"]["namespace"], o["metadata"]["name"])
                 for o in self.cache("v1", "pods").items() if o["spec"].get("nodeName") == obj["metadata"]["name"]]
 
-    watches = (("v1", "nodes"),)
+    watches = (("v1", "nodes"), ("node.k8s.io/v1", "runtimeclasses"))
+
+    def handler_of(self, pod):
+        """The CRI runtime handler of the pod's RuntimeClass ('' for the default runtime, runc)."""
+        name = pod["spec"].get("runtimeClassName")
+        if not name:
+            return ""
+        rc = self.cache("node.k8s.io/v1", "runtimeclasses").get(name)
+        return (rc or {}).get("handler", name)
+
+    def sandbox_for(self, pod, host):
+        """A kata pod's sandbox (twin.guest), started once; SandboxError when kata refuses it."""
+        uid = pod["metadata"]["uid"]
+        if uid in self.sandboxes:
+            return self.sandboxes[uid]
+        handler = self.handler_of(pod)
+        if not guest.is_kata(handler):
+            return None
+        taken = {g.get("pci_address") for sb in self.sandboxes.values() if sb.host is host for g in sb.gpus}
+        sandbox = guest.start_sandbox(pod, host, self.world, handler, taken=taken)
+        self.sandboxes[uid] = sandbox
+        return sandbox
+
+    def sandbox_refused(self, pod, host, p, message):
+        """What the kubelet shows when RunPodSandbox fails: ContainerCreating and a FailedCreatePodSandBox event."""
+        meta = pod["metadata"]
+        self.sandbox_failed[meta["uid"]] = message
+        ts = now()
+        text = f"Failed to create pod sandbox: rpc error: code = Unknown desc = CreateContainer failed: {message}"
+        log.info("%s/%s: %s", meta["namespace"], meta["name"], text)
+        waiting = [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "restartCount": 0, "ready": False,
+                    "started": False, "state": {"waiting": {"reason": "ContainerCreating"}}}
+                   for c in pod["spec"]["containers"]]
+        status = {"phase": "Pending", "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}], "startTime": ts,
+                  "conditions": [
+                      {"type": "PodReadyToStartContainers", "status": "False", "lastTransitionTime": ts},
+                      {"type": "Initialized", "status": "True", "lastTransitionTime": ts},
+                      {"type": "Ready", "status": "False", "lastTransitionTime": ts, "reason": "ContainersNotReady",
+                       "message": "containers with unready status: [{0}]".format(
+                           " ".join(c["name"] for c in pod["spec"]["containers"]))},
+                      {"type": "ContainersReady", "status": "False", "lastTransitionTime": ts,
+                       "reason": "ContainersNotReady"},
+                      {"type": "PodScheduled", "status": "True", "lastTransitionTime": ts}],
+                  "containerStatuses": waiting}
+        self.kube.request("PATCH", p + "/status", {"status": status},
+                          content_type="application/strategic-merge-patch+json")
+        event = {"apiVersion": "v1", "kind": "Event",
+                 "metadata": {"name": "{0}.{1}".format(meta["name"], hashlib.sha256(
+                     (meta["uid"] + message).encode()).hexdigest()[:16]), "namespace": meta["namespace"]},
+                 "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
+                                    "namespace": meta["namespace"], "uid": meta["uid"]},
+                 "reason": "FailedCreatePodSandBox", "message": text, "type": "Warning", "count": 1,
+                 "source": {"component": "kubelet", "host": host.name},
+                 "firstTimestamp": ts, "lastTimestamp": ts, "reportingComponent": "kubelet",
+                 "reportingInstance": host.name}
+        try:
+            self.kube.create(path("v1", "events", namespace=meta["namespace"]), event)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
 
     def start(self, pod, host, p):
         meta = pod["metadata"]
+        try:
+            sandbox = self.sandbox_for(pod, host)
+        except guest.SandboxError as exc:
+            self.sandbox_refused(pod, host, p, str(exc))
+            return
         results = []
         for container in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
             log_key = (meta["namespace"], meta["name"], container["name"])
             # Servers keep writing to their container log after start (e.g. the twin KBS's decisions).
             ctx = workloads.Context(pod=pod, container=container, host=host, world=self.world,
-                                    extra={"log": lambda text, k=log_key: self.logs.write(k, text)})
+                                    extra={"log": lambda text, k=log_key: self.logs.write(k, text),
+                                           "sandbox": sandbox})
             try:
                 result = workloads.resolve(ctx).run(ctx)
             except Exception as exc:  # a workload's bug shows as a failed container, not a dead kubelet
@@ -283,6 +357,8 @@ class PodRunner(Controller):
             phase = "Failed"
         else:
             phase = "Running"
+        if phase in ("Succeeded", "Failed"):
+            self.sandboxes.pop(meta["uid"], None)  # the pod VM stops with its last container; its GPUs are free
         ready = phase == "Running"
         index = int(hashlib.sha256(meta["uid"].encode()).hexdigest()[:4], 16)
         status = {

@@ -373,7 +373,9 @@ class GuestVM:
                 "vbios_version": gpu.get("vbios", "96.00.00.00.00"),
                 "driver_version": gpu.get("driver_version", "580.95.05"),
                 "cc_capable": bool(gpu.get("cc_capable")),
-                "cc_mode": "on" if gpu.get("cc_capable") else "off",
+                # The mode the device is in now (cc-manager's switch; twin.guest passes the host's GPU),
+                # "on" for a CC-capable profile GPU given without one.
+                "cc_mode": gpu.get("cc_mode", "on") if gpu.get("cc_capable") else "off",
                 "measurements": {str(i): _h("gpu-measure", gpu["model"], gpu.get("vbios"), i) for i in range(4)},
                 # How the verifier's stand-in for NRAS judges this device (see twin.kbs.verifier).
                 "profile_verdict": dict(gpu.get("nras") or {}),

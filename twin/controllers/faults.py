@@ -4,6 +4,11 @@ Faults are a list of mappings with a ``kind`` and fields to match, e.g.
 ``- {kind: csv-failed, package: gpu-operator-certified}`` or
 ``- {kind: reboot-degrades, node: worker-1}``. Profile faults are always active; these are added
 and removed at run time, so a test can ask for a failure in the middle of a bring-up.
+
+Confidential guests (``twin.guest``, read when a kata pod's sandbox starts; fields ``node``,
+``namespace``, ``pod``): ``- {kind: guest-gpu-cc-off, node: worker-0}`` hands the guest its GPU out
+of CC mode (vectorAdd fails, ``gpu0`` is not affirming); ``- {kind: guest-debug, node: worker-0}``
+launches a debug TD / an SNP guest with ``debug_allowed`` (``cpu0`` is not affirming).
 """
 
 from ..controller import Controller
