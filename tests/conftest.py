@@ -45,6 +45,7 @@ def shared_path(*parts) -> Path:
 import json  # noqa: E402
 import os as _os  # noqa: E402
 import subprocess  # noqa: E402
+import time  # noqa: E402
 import uuid  # noqa: E402
 
 import yaml  # noqa: E402
@@ -77,12 +78,29 @@ class TwinHandle:
         """Environment for ansible-playbook/molecule: kubernetes.core reads K8S_AUTH_*."""
         return {"K8S_AUTH_KUBECONFIG": self.kubeconfig}
 
-    def set_faults(self, faults):
-        """Replace the runtime faults (see twin.controllers.faults)."""
+    def set_faults(self, faults, timeout=30):
+        """Replace the runtime faults (see twin.controllers.faults) and wait until the twin acts on them."""
+        import hashlib
+
+        from twin.controllers.faults import OBSERVED
         from twin.kube import path
 
-        self.kube.merge_patch(path("v1", "configmaps", "twin-faults", "twin-system"),
-                              {"data": {"faults.yaml": yaml.safe_dump(faults)}})
+        text = yaml.safe_dump(faults)
+        cm = path("v1", "configmaps", "twin-faults", "twin-system")
+        written = self.kube.merge_patch(cm, {"data": {"faults.yaml": text}})
+        want = hashlib.sha256(text.encode()).hexdigest()[:16]
+        if (written["metadata"].get("annotations") or {}).get(OBSERVED) == want:
+            return
+        version = written["metadata"]["resourceVersion"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for kind, obj in self.kube.watch(path("v1", "configmaps", namespace="twin-system"), version,
+                                             timeout_seconds=max(1, int(deadline - time.monotonic()))):
+                version = obj["metadata"].get("resourceVersion", version)
+                if kind != "BOOKMARK" and obj["metadata"].get("name") == "twin-faults" and \
+                        (obj["metadata"].get("annotations") or {}).get(OBSERVED) == want:
+                    return
+        raise AssertionError(f"the twin did not take the faults {faults!r} within {timeout}s")
 
 
 @pytest.fixture(scope="session")

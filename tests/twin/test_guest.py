@@ -197,8 +197,6 @@ def test_gpu_left_out_of_cc_mode_fails_vectoradd_and_gpu_attestation(guest_twin,
     kube = trustee["kube"]
     guest_twin.set_faults([{"kind": "guest-gpu-cc-off", "node": NODE}])
     try:
-        # the fault reaches the twin's world through its ConfigMap informer
-        time.sleep(1)
         run_pod(kube, smoke_pod("smoke-gpu-off", initdata.encode_annotation(trustee["toml"])))
     finally:
         guest_twin.set_faults([])
@@ -213,7 +211,6 @@ def test_debug_guest_is_not_affirmed(guest_twin, trustee):
     kube = trustee["kube"]
     guest_twin.set_faults([{"kind": "guest-debug", "node": NODE}])
     try:
-        time.sleep(1)  # the fault reaches the twin's world through its ConfigMap informer
         run_pod(kube, smoke_pod("smoke-debug", initdata.encode_annotation(trustee["toml"])))
     finally:
         guest_twin.set_faults([])

@@ -11,8 +11,15 @@ of CC mode (vectorAdd fails, ``gpu0`` is not affirming); ``- {kind: guest-debug,
 launches a debug TD / an SNP guest with ``debug_allowed`` (``cpu0`` is not affirming).
 """
 
+import hashlib
+
 from ..controller import Controller
+from ..kube import path
 from ..world import FAULTS_CONFIGMAP, FAULTS_NAMESPACE
+
+# The twin says which version of the faults it acts on, so a test can watch for it instead of
+# guessing how long the informer takes (tests/conftest.py ``set_faults`` waits for it).
+OBSERVED = "twin.confidential.gpu/faults-observed"
 
 
 class FaultsWatcher(Controller):
@@ -24,8 +31,16 @@ class FaultsWatcher(Controller):
         if key != (FAULTS_NAMESPACE, FAULTS_CONFIGMAP):
             return None
         cm = self.cache("v1", "configmaps").get(FAULTS_CONFIGMAP, FAULTS_NAMESPACE)
-        self.world.set_runtime_faults((cm or {}).get("data", {}).get("faults.yaml", "[]"))
+        text = (cm or {}).get("data", {}).get("faults.yaml", "[]")
+        self.world.set_runtime_faults(text)
+        if cm is not None and (cm["metadata"].get("annotations") or {}).get(OBSERVED) != _digest(text):
+            self.kube.merge_patch(path("v1", "configmaps", FAULTS_CONFIGMAP, FAULTS_NAMESPACE),
+                                  {"metadata": {"annotations": {OBSERVED: _digest(text)}}})
         return None
+
+
+def _digest(text):
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def register(manager, world):
