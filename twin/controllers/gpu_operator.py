@@ -98,6 +98,26 @@ OPERANDS = [
 SANDBOX_FIELDS = {"vfioManager", "sandboxValidator", "ccManager", "kataSandboxDevicePlugin", "sandboxDevicePlugin",
                   "kataManager"}
 APP = {field: app for field, _, _, app, _, _, _ in OPERANDS}
+# The label the operand's pods carry: most DaemonSets select ``app: <name>``, but cc-manager, vfio-manager
+# and kata-manager select ``name: <name>`` (their DaemonSet object alone carries ``app``). Upstream:
+# NVIDIA/gpu-operator v26.3.3 (9a0c558) assets/state-{cc-manager,vfio-manager}/0500_daemonset.yaml,
+# assets/state-kata-manager/0600_daemonset.yaml, spec.selector.matchLabels and spec.template.metadata.labels.
+POD_LABEL = {"ccManager": "name", "vfioManager": "name", "kataManager": "name"}
+
+
+def pod_label(field):
+    """``(key, value)`` of the label a pod of this operand carries."""
+    return POD_LABEL.get(field, "app"), APP[field]
+
+
+def operand_of(pod):
+    """The ClusterPolicy field of an operand pod, from its labels, or None."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    for field in APP:
+        key, value = pod_label(field)
+        if labels.get(key) == value:
+            return field
+    return None
 
 
 # -- pure helpers --------------------------------------------------------------------------------
@@ -330,6 +350,7 @@ class GpuOperator(Controller):
     def _ensure_daemonset(self, cp, namespace, operand):
         field, ds_name, app, deploy, container, image, env = operand
         update = (_spec(cp).get("daemonsets") or {})
+        pod_key = POD_LABEL.get(field, "app")
         body = {
             "apiVersion": "apps/v1", "kind": "DaemonSet",
             "metadata": {
@@ -340,10 +361,10 @@ class GpuOperator(Controller):
                                      "uid": cp["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}],
             },
             "spec": {
-                "selector": {"matchLabels": {"app": app}},
+                "selector": {"matchLabels": {pod_key: app}},
                 "updateStrategy": {"type": update.get("updateStrategy") or "RollingUpdate"},
                 "template": {
-                    "metadata": {"labels": {"app": app, "app.kubernetes.io/part-of": "nvidia-gpu"}},
+                    "metadata": {"labels": {pod_key: app, "app.kubernetes.io/part-of": "nvidia-gpu"}},
                     "spec": {
                         "nodeSelector": {DEPLOY + deploy: "true"},
                         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
@@ -451,15 +472,15 @@ class GpuNodeAgent(Controller):
 
     def _pod_event(self, kind, obj):
         node = (obj.get("spec") or {}).get("nodeName")
-        if node and (obj["metadata"].get("labels") or {}).get("app") in APP.values():
+        if node and operand_of(obj):
             self.queue.add((None, node))
 
     def _policy(self):
         return honoured(self.cache(CP_API, CP_PLURAL).items())
 
-    def _pod(self, node, app):
+    def _pod(self, node, field):
         for pod in self.cache("v1", "pods").items():
-            if (pod.get("spec") or {}).get("nodeName") == node and (pod["metadata"].get("labels") or {}).get("app") == app:
+            if (pod.get("spec") or {}).get("nodeName") == node and operand_of(pod) == field:
                 if not pod["metadata"].get("deletionTimestamp"):
                     return pod
         return None
@@ -475,7 +496,7 @@ class GpuNodeAgent(Controller):
         if labels.get(GPU_PRESENT) != "true":
             return None
         fields = {o[0] for o in enabled_operands(cp)}
-        vfio = self._pod(name, APP["vfioManager"])
+        vfio = self._pod(name, "vfioManager")
         if "vfioManager" in fields and vfio and _ready_pod(vfio) and host.iommu_enabled():
             if any(g["driver"] != "vfio-pci" for g in host.gpus):
                 for gpu in host.gpus:
@@ -488,7 +509,7 @@ class GpuNodeAgent(Controller):
         return None
 
     def _advertise(self, cp, node, host, fields):
-        plugin = self._pod(node["metadata"]["name"], APP["kataSandboxDevicePlugin"])
+        plugin = self._pod(node["metadata"]["name"], "kataSandboxDevicePlugin")
         counts = {}
         running = "kataSandboxDevicePlugin" in fields and plugin is not None and _ready_pod(plugin)
         if running:
@@ -518,7 +539,7 @@ class GpuNodeAgent(Controller):
     def _cc_manager(self, cp, node, host):
         name = node["metadata"]["name"]
         labels = node["metadata"].get("labels") or {}
-        pod = self._pod(name, APP["ccManager"])
+        pod = self._pod(name, "ccManager")
         if pod is None or (pod.get("status") or {}).get("phase") != "Running":
             return None  # cc-manager not running here (yet, or evicted); its pod event brings us back
         default = (_spec(cp).get("ccManager") or {}).get("defaultMode") or ""
@@ -618,10 +639,10 @@ class OperandWorkload(workloads.Workload):
     name = "gpu-operand"
 
     def claims(self, ctx):
-        return (ctx.pod["metadata"].get("labels") or {}).get("app") in APP.values()
+        return operand_of(ctx.pod) is not None
 
     def run(self, ctx):
-        app = ctx.pod["metadata"]["labels"]["app"]
+        app = APP[operand_of(ctx.pod)]
         host = ctx.host
         lines = []
         if app == APP["ccManager"]:

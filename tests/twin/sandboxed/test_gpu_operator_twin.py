@@ -60,10 +60,15 @@ def test_clusterpolicy_labels_operands_binds_and_advertises(policy):
         assert daemonsets[name]["status"]["numberReady"] == 3, name
     assert "nvidia-sandbox-device-plugin-daemonset" not in daemonsets  # the KubeVirt plugin is not for kata
     assert "nvidia-driver-daemonset" not in daemonsets
-    pods = kube.list(path("v1", "pods", namespace=GPU_NAMESPACE), labelSelector="app=nvidia-vfio-manager")["items"]
+    pods = kube.list(path("v1", "pods", namespace=GPU_NAMESPACE), labelSelector="name=nvidia-vfio-manager")["items"]
     assert sorted(p["spec"]["nodeName"] for p in pods) == list(WORKERS)
     log = kube.get(path("v1", "pods", pods[0]["metadata"]["name"], GPU_NAMESPACE, "log"))
     assert "to vfio-pci" in log
+    # cc-manager's pods carry name=, not app= (gpu-operator v26.3.3 assets/state-cc-manager/0500_daemonset.yaml)
+    cc_pods = kube.list(path("v1", "pods", namespace=GPU_NAMESPACE), labelSelector="name=nvidia-cc-manager")["items"]
+    assert sorted(p["spec"]["nodeName"] for p in cc_pods) == list(WORKERS)
+    assert not kube.list(path("v1", "pods", namespace=GPU_NAMESPACE), labelSelector="app=nvidia-cc-manager")["items"]
+    assert daemonsets["nvidia-cc-manager"]["metadata"]["labels"]["app"] == "nvidia-cc-manager"
     cp = kube.get(f"{CP}/gpu-cluster-policy")
     assert cp["status"]["namespace"] == GPU_NAMESPACE
     # cc-manager's default mode applies where no node label says otherwise
@@ -87,7 +92,7 @@ def test_cc_manager_modes_as_the_real_one(policy):
                            lambda items: any(not s.get("ready") and s.get("restartCount", 0) >= 1
                                              for p in items.values()
                                              for s in (p.get("status") or {}).get("containerStatuses") or []),
-                           labelSelector="app=nvidia-cc-manager", fieldSelector=f"spec.nodeName={node}", timeout=30,
+                           labelSelector="name=nvidia-cc-manager", fieldSelector=f"spec.nodeName={node}", timeout=30,
                            what=f"the cc-manager pod on {node} crashing")
         status = next(iter(crashed.values()))["status"]["containerStatuses"][0]
         assert status["ready"] is False and status["restartCount"] >= 1
@@ -96,7 +101,7 @@ def test_cc_manager_modes_as_the_real_one(policy):
         wait_for(kube, NODES, lambda items: _state(items, node) == ("on", "true"), timeout=30)
         pods = wait_for(kube, path("v1", "pods", namespace=GPU_NAMESPACE),
                         lambda items: all(p["status"]["containerStatuses"][0]["ready"] for p in items.values()),
-                        labelSelector="app=nvidia-cc-manager", fieldSelector=f"spec.nodeName={node}", timeout=30)
+                        labelSelector="name=nvidia-cc-manager", fieldSelector=f"spec.nodeName={node}", timeout=30)
         assert pods
         # the operands cc-manager evicted for the switch are back
         labels = _labels(kube.get(path("v1", "nodes", node)))
