@@ -129,7 +129,7 @@ claims:
   returned: when O(case=positive)
   type: dict
 pod:
-  description: C(name), C(phase) and C(exit_code) of the pod's container.
+  description: C(name), C(phase), C(exit_code) of the pod's container and C(outcome) (C(finished), or C(refused) when its sandbox never started).
   returned: unless in check mode
   type: dict
 result:
@@ -139,6 +139,9 @@ result:
 """
 
 import copy
+import queue
+import threading
+import time
 
 from ansible_collections.confidential.gpu.plugins.module_utils import ear, smoke
 from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule, CoreException
@@ -207,18 +210,56 @@ def _public(result):
 
 
 class SmokeResult(CgpuModule):
-    def _wait(self, name, namespace):
-        def finished(objects):
-            pod = objects.get((namespace, name))
-            if pod is None:
-                return False, "pod {0}/{1} not found".format(namespace, name)
-            phase = (pod.get("status") or {}).get("phase") or "Pending"
-            return phase in FINISHED, "phase {0}".format(phase)
+    def _state(self, name, namespace):
+        """(outcome, pod, line): outcome ``finished``, ``refused`` (the sandbox never started) or None."""
+        pod = self.get("v1", "Pod", name, namespace)
+        if pod is None:
+            raise CoreException("pod {0}/{1} does not exist (deleted while waiting?)".format(namespace, name))
+        phase = (pod.get("status") or {}).get("phase") or "Pending"
+        if phase in FINISHED:
+            return "finished", pod, "phase " + phase
+        # A sandbox the runtime refuses (malformed initdata, no TEE, a GPU it cannot pass) leaves the pod
+        # Pending for good; the kubelet says why in a FailedCreatePodSandBox event (kubelet
+        # pkg/kubelet/events/event.go FailedCreatePodSandBox, kuberuntime_manager.go SyncPod).
+        events, _ = self.list("v1", "Event", namespace=namespace)
+        for event in events:
+            involved = event.get("involved_object") or event.get("involvedObject") or {}
+            if involved.get("name") == name and event.get("reason") == "FailedCreatePodSandBox":
+                return "refused", pod, event.get("message") or "FailedCreatePodSandBox"
+        return None, pod, "phase " + phase
 
-        objects = self.watch_until("v1", "Pod", finished, self.params["timeout"],
-                                   "pod {0}/{1} to finish".format(namespace, name), namespace=namespace,
-                                   field_selector="metadata.name=" + name)
-        return objects[(namespace, name)]
+    def _wait(self, name, namespace):
+        """Wait by watching Pods and Events until the pod finished or its sandbox was refused."""
+        deadline = time.monotonic() + self.params["timeout"]
+        events = queue.Queue()
+        stop = threading.Event()
+        started = False
+        try:
+            while True:
+                outcome, pod, line = self._state(name, namespace)
+                if outcome:
+                    return outcome, pod, line
+                if time.monotonic() >= deadline:
+                    raise CoreException("Timed out after {0}s waiting for pod {1}/{2} to finish; last seen: {3}".format(
+                        self.params["timeout"], namespace, name, line))
+                if not started:
+                    for kind in ("Pod", "Event"):
+                        threading.Thread(target=self.watch_into, args=("v1", kind, events, stop, deadline),
+                                         daemon=True).start()
+                    started = True
+                try:
+                    item = events.get(timeout=max(0.1, deadline - time.monotonic()))
+                except queue.Empty:
+                    continue
+                while True:  # a burst of events: judge once, on the latest state
+                    if isinstance(item, Exception):
+                        raise item
+                    try:
+                        item = events.get_nowait()
+                    except queue.Empty:
+                        break
+        finally:
+            stop.set()
 
     def _log(self, name, namespace):
         resource = self.resource("v1", "Pod", fail=True)
@@ -236,19 +277,22 @@ class SmokeResult(CgpuModule):
             checks = smoke.would_checks(negatives) if params["case"] == "positive" else smoke.would_checks(negatives)[-1:]
             self.exit_json(changed=False, checks=checks, passed=False,
                            claims=smoke.claims(None, params["kbs_url"]) if params["case"] == "positive" else None)
-        pod_info = None
+        pod_info, pod_error, log = None, None, None
         if params["log"] is not None:
             log = params["log"]
         else:
             if not params["name"]:
                 self.fail_json(msg="name is required to read a pod (or give log)")
-            pod = self._wait(params["name"], params["namespace"])
+            outcome, pod, line = self._wait(params["name"], params["namespace"])
             statuses = (pod.get("status") or {}).get("containerStatuses") or []
             state = next((s.get("state") or {} for s in statuses if s.get("name") == params["container"]), {})
             pod_info = {"name": params["name"], "phase": pod["status"].get("phase"),
-                        "exit_code": (state.get("terminated") or {}).get("exitCode")}
-            log = self._log(params["name"], params["namespace"])
-        checks, claims, result = judge(params, log)
+                        "exit_code": (state.get("terminated") or {}).get("exitCode"), "outcome": outcome}
+            if outcome == "refused":
+                pod_error = "the pod's sandbox was refused: " + line
+            else:
+                log = self._log(params["name"], params["namespace"])
+        checks, claims, result = judge(params, log, pod_error=pod_error)
         out = dict(changed=False, checks=checks, passed=smoke.summary(checks)["passed"], result=result)
         if claims is not None:
             out["claims"] = claims
