@@ -16,7 +16,9 @@ CC_MODE_LABEL = "nvidia.com/cc.mode"
 CC_MODE_STATE_LABEL = "nvidia.com/cc.mode.state"
 CC_READY_STATE_LABEL = "nvidia.com/cc.ready.state"
 CC_MANAGER_DEPLOY_LABEL = "nvidia.com/gpu.deploy.cc-manager"
-CC_MANAGER_APP = "nvidia-cc-manager"
+# cc-manager's pods carry ``name: nvidia-cc-manager``; only its DaemonSet object carries ``app`` (NVIDIA/gpu-operator
+# assets/state-cc-manager/0500_daemonset.yaml, v26.3.3 and v26.7.0).
+CC_MANAGER_POD_SELECTOR = "name=nvidia-cc-manager"
 PGPU = "nvidia.com/pgpu"
 
 # ppcie (protected PCIe) is Hopper's multi-GPU mode, a node label only; devtools turns on CC with

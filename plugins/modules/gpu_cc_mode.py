@@ -165,7 +165,7 @@ class GpuCcMode(CgpuModule):
 
     def cc_manager_pods(self, names):
         resource = self.resource("v1", "Pod", fail=True)
-        listing = self.client.get(resource, label_selector="app={0}".format(gpu_cc.CC_MANAGER_APP)).to_dict()
+        listing = self.client.get(resource, label_selector=gpu_cc.CC_MANAGER_POD_SELECTOR).to_dict()
         by_node = {}
         for pod in listing.get("items", []):
             node = (pod.get("spec") or {}).get("nodeName")

@@ -119,8 +119,6 @@ def test_refusals_devtools_no_cc_manager_and_pods_holding_a_gpu(gpus, run_playbo
     kube.delete(path("v1", "pods", "holds-gpu", namespace), gracePeriodSeconds=0)
 
 
-@pytest.mark.xfail(strict=True, reason="gpu_cc_mode selects cc-manager pods by app=nvidia-cc-manager; upstream's carry "
-                                      "only name=nvidia-cc-manager, so the message says 'no cc-manager pod'")
 def test_failed_and_hanging_switches_report_node_state_and_pod(gpus, run_playbook):
     kube = gpus.kube
     try:
