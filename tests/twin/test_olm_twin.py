@@ -134,3 +134,97 @@ def test_faults_catalog_package_installplan_and_csv(twin, namespace):
         (p for p in items if "nfd.v4.21.1" in p["spec"]["clusterServiceVersionNames"]), None))
     wait_for(kube, "packages.operators.coreos.com/v1", "packagemanifests", "openshift-marketplace",
              lambda items: "trustee-operator" in [m["metadata"]["name"] for m in items])
+
+
+def _condition(sub, ctype):
+    return next((c for c in (sub.get("status") or {}).get("conditions") or [] if c["type"] == ctype), None)
+
+
+def test_failed_csv_recovers_unless_no_retry(twin, namespace):
+    """olm/operator.go transitionCSVState: Failed is retried (healthy again -> Succeeded); NoRetry is terminal."""
+    kube = twin.kube
+    operator_group(kube, namespace)
+    try:
+        twin.set_faults([{"kind": "csv-failed", "package": "nfd", "namespace": namespace, "once": True},
+                         {"kind": "csv-failed", "package": "trustee-operator", "namespace": namespace,
+                          "reason": "InstallComponentFailedNoRetry"}])
+        subscribe(kube, namespace, "nfd", approval="Automatic", starting="nfd.v4.21.1")
+        subscribe(kube, namespace, "trustee-operator", approval="Automatic", starting="trustee-operator.v1.2.1")
+        seen = []
+
+        def nfd_succeeded(items):
+            for c in items:
+                if c["metadata"]["name"] == "nfd.v4.21.1":
+                    seen.append((c.get("status") or {}).get("reason"))
+                    if (c.get("status") or {}).get("phase") == "Succeeded":
+                        return c
+            return None
+
+        wait_for(kube, *CSVS, namespace, nfd_succeeded)
+        assert "InstallCheckFailed" in seen
+        stuck = wait_for(kube, *CSVS, namespace, lambda items: next(
+            (c for c in items if c["metadata"]["name"] == "trustee-operator.v1.2.1"
+             and (c.get("status") or {}).get("reason") == "InstallComponentFailedNoRetry"), None))
+        assert stuck["status"]["phase"] == "Failed"
+    finally:
+        twin.set_faults([])
+    # Cleared fault or not, a NoRetry CSV is not synced again.
+    again = kube.get(path(*CSVS, "trustee-operator.v1.2.1", namespace))
+    assert again["status"]["reason"] == "InstallComponentFailedNoRetry"
+
+
+def test_failed_install_plan_and_bundle_unpack_show_on_the_subscription(twin, namespace):
+    kube = twin.kube
+    operator_group(kube, namespace)
+    try:
+        twin.set_faults([{"kind": "installplan-failed", "package": "nfd", "namespace": namespace}])
+        subscribe(kube, namespace, "nfd", approval="Automatic", starting="nfd.v4.21.1")
+        sub = wait_for(kube, *SUBS, namespace, lambda items: next(
+            (s for s in items if (_condition(s, "InstallPlanFailed") or {}).get("status") == "True"), None))
+        cond = _condition(sub, "InstallPlanFailed")
+        assert cond["reason"] == "InstallComponentFailed" and "nodefeaturediscoveries.nfd.openshift.io" in cond["message"]
+        assert sub["status"]["state"] == "UpgradePending"
+        plans = kube.list(path(*PLANS, namespace=namespace))["items"]
+        assert [p["status"]["phase"] for p in plans] == ["Failed"], "a Failed plan is not replaced by OLM"
+        # Deleting the failed plan makes OLM resolve again; with the fault gone the new plan completes.
+        twin.set_faults([])
+        kube.delete(path(*PLANS, plans[0]["metadata"]["name"], namespace))
+        wait_for(kube, *CSVS, namespace, lambda items: next(
+            (c for c in items if (c.get("status") or {}).get("phase") == "Succeeded"), None))
+
+        twin.set_faults([{"kind": "bundle-unpack-failed", "package": "trustee-operator"}])
+        subscribe(kube, namespace, "trustee-operator", approval="Automatic", starting="trustee-operator.v1.2.1")
+        sub = wait_for(kube, *SUBS, namespace, lambda items: next(
+            (s for s in items if s["metadata"]["name"] == "trustee-operator"
+             and (_condition(s, "BundleUnpackFailed") or {}).get("status") == "True"), None))
+        assert "DeadlineExceeded" in _condition(sub, "BundleUnpackFailed")["message"]
+        assert not any("trustee-operator.v1.2.1" in p["spec"]["clusterServiceVersionNames"]
+                       for p in kube.list(path(*PLANS, namespace=namespace))["items"])
+    finally:
+        twin.set_faults([])
+    wait_for(kube, *PLANS, namespace, lambda items: next(
+        (p for p in items if "trustee-operator.v1.2.1" in p["spec"]["clusterServiceVersionNames"]), None))
+
+
+def test_unrelated_unhealthy_catalog_blocks_resolution_until_it_recovers(twin, namespace):
+    """registry/resolver/cache: any failed catalog snapshot fails the namespace's resolution (retried)."""
+    kube = twin.kube
+    operator_group(kube, namespace)
+    try:
+        twin.set_faults([{"kind": "catalog-not-ready", "catalog": "certified-operators"}])
+        wait_for(kube, "operators.coreos.com/v1alpha1", "catalogsources", "openshift-marketplace", lambda items: any(
+            c["status"]["connectionState"]["lastObservedState"] != "READY" for c in items))
+        subscribe(kube, namespace, "nfd", approval="Automatic")
+        sub = wait_for(kube, *SUBS, namespace, lambda items: next(
+            (s for s in items if _condition(s, "ResolutionFailed")), None))
+        unhealthy = _condition(sub, "CatalogSourcesUnhealthy")
+        assert unhealthy["status"] == "True" and "redhat-operators" not in unhealthy["message"]
+        failed = _condition(sub, "ResolutionFailed")
+        assert failed["reason"] == "ErrorPreventedResolution"
+        assert "error using catalogsource openshift-marketplace/certified-operators" in failed["message"]
+        assert kube.list(path(*PLANS, namespace=namespace))["items"] == []
+    finally:
+        twin.set_faults([])
+    sub = wait_for(kube, *SUBS, namespace, lambda items: next(
+        (s for s in items if (s.get("status") or {}).get("installPlanRef")), None))
+    assert _condition(sub, "ResolutionFailed") is None

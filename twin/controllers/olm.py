@@ -21,7 +21,14 @@ exists". In conformance mode the real CRD files replace the rows below.
 
 Faults (profile ``faults:`` or the twin-faults ConfigMap):
 ``{kind: catalog-not-ready, catalog: NAME}``, ``{kind: package-missing, package: NAME}``,
-``{kind: installplan-missing, package: NAME}``, ``{kind: csv-failed, package: NAME, csv: NAME}``.
+``{kind: installplan-missing, package: NAME}``, ``{kind: csv-failed, package: NAME, csv: NAME}`` (with
+``once: true``: fails once, then recovers; with ``reason: InstallComponentFailedNoRetry``: terminal),
+``{kind: installplan-failed, package: NAME}``, ``{kind: bundle-unpack-failed, package: NAME}``. An unhealthy
+catalog that no Subscription uses is ``catalog-not-ready`` on it: it still fails resolution everywhere
+(ErrorPreventedResolution, retried), as OLM's resolver cache does.
+
+Upstream read: openshift/operator-framework-olm release-4.21 @ 149d553b2057,
+staging/operator-lifecycle-manager (cited per function below).
 """
 
 import json
@@ -347,13 +354,37 @@ class Resolver(Controller):
         csvs = {c["metadata"]["name"]: c for c in self.kube.list(
             path(OLM, "clusterserviceversions", namespace=namespace))["items"]}
         resolved = {s["metadata"]["name"]: self._resolve(s, csvs) for s in subs}
+        by_name = {p["metadata"]["name"]: p for p in plans}
 
         wanted = {}
         for sub in subs:
             r = resolved[sub["metadata"]["name"]]
+            status = sub.get("status") or {}
+            held = by_name.get((status.get("installPlanRef") or {}).get("name"))
+            if status.get("state") == "UpgradePending" and held is not None \
+                    and (held.get("status") or {}).get("phase") == "Failed":
+                # nothingToUpdate (catalog/operator.go): an UpgradePending Subscription with an InstallPlan is
+                # not resolved again, so a Failed plan stays its plan until someone deletes it.
+                r["held"] = held
+                continue
             if r["want"] and not self.world.fault("installplan-missing", package=sub["spec"].get("name")):
                 wanted[r["want"]] = sub
-        plan = self._plan_for(namespace, plans, wanted) if wanted else None
+        blocked = any(r["blocked"] for r in resolved.values())
+        unpack = next((f for f in (self.world.fault("bundle-unpack-failed", package=s["spec"].get("name"))
+                                   for s in wanted.values()) if f), None)
+        plan = None
+        if wanted and unpack and not blocked:
+            # The bundles are unpacked before any InstallPlan exists; a failed unpack Job (BundleLookupFailed)
+            # puts BundleUnpackFailed on every Subscription of the namespace and creates no plan
+            # (catalog/operator.go syncResolvingNamespace, hasBundleLookupFailureCondition).
+            for sub in subs:
+                resolved[sub["metadata"]["name"]]["conditions"].append(_condition(
+                    "BundleUnpackFailed", "True", "BundleUnpackFailed",
+                    "bundle unpacking failed. Reason: DeadlineExceeded, and Message: Job was active longer than "
+                    "specified deadline", (sub.get("status") or {}).get("conditions")))
+        elif wanted:
+            # A resolution that failed creates nothing; existing plans for the wanted CSVs are still found.
+            plan = self._plan_for(namespace, plans, wanted, create=not blocked)
         for sub in subs:
             self._write_status(sub, resolved[sub["metadata"]["name"]], plan, plans)
         return None
@@ -367,11 +398,16 @@ class Resolver(Controller):
         name = sub["metadata"]["name"]
         previous = status.get("conditions") or []
         catalogs = self.cache(OLM, "catalogsources")
+        # Health of every catalog in the Subscription's namespace and in the global one, sorted by
+        # namespace+name (catalog/subscription/reconciler.go catalogHealth); the condition is True when
+        # any of them is unhealthy, naming the targeted one only when it is that one or missing
+        # (catalog/subscription/state.go UpdateHealth; otherwise the previous message is kept).
+        scope = {sub["metadata"]["namespace"], MARKETPLACE}
         health = []
         unhealthy = []
-        for catalog in sorted(catalogs.items(), key=lambda c: c["metadata"]["name"]):
+        for catalog in sorted(catalogs.items(), key=lambda c: c["metadata"]["namespace"] + c["metadata"]["name"]):
             meta = catalog["metadata"]
-            if meta["namespace"] != source_ns:
+            if meta["namespace"] not in scope:
                 continue
             ok = ((catalog.get("status") or {}).get("connectionState") or {}).get("lastObservedState") == "READY"
             if not ok:
@@ -379,22 +415,41 @@ class Resolver(Controller):
             health.append({"catalogSourceRef": {"apiVersion": OLM, "kind": "CatalogSource", "name": meta["name"],
                                                 "namespace": meta["namespace"], "uid": meta["uid"]},
                            "healthy": ok, "lastUpdated": now()})
-        conditions = [_condition("CatalogSourcesUnhealthy", "True", "UnhealthyCatalogSourceFound",
-                                 "targeted catalogsource {0} unhealthy".format(", ".join(unhealthy)), previous)
-                      if unhealthy else
-                      _condition("CatalogSourcesUnhealthy", "False", "AllCatalogSourcesHealthy",
-                                 "all available catalogsources are healthy", previous)]
-        result = {"health": health, "conditions": conditions, "want": None, "installed": None}
+        targeted = f"{source_ns}/{source}"
+        old = next((c for c in previous if c.get("type") == "CatalogSourcesUnhealthy"), {})
+        if catalogs.get(source, source_ns) is None:
+            conditions = [_condition("CatalogSourcesUnhealthy", "True", "UnhealthyCatalogSourceFound",
+                                     f"targeted catalogsource {targeted} missing", previous)]
+        elif unhealthy:
+            message = f"targeted catalogsource {targeted} unhealthy" if targeted in unhealthy else old.get("message", "")
+            conditions = [_condition("CatalogSourcesUnhealthy", "True", "UnhealthyCatalogSourceFound", message, previous)]
+        else:
+            conditions = [_condition("CatalogSourcesUnhealthy", "False", "AllCatalogSourcesHealthy",
+                                     "all available catalogsources are healthy", previous)]
+        # What is installed stays in the status whatever resolution says (OLM never clears installedCSV).
+        result = {"health": health, "conditions": conditions, "want": None, "blocked": False,
+                  "installed": status.get("installedCSV") if status.get("installedCSV") in csvs else None}
 
         def failed(reason, message):
-            conditions.append(_condition("ResolutionFailed", "True", reason, message, previous))
+            if not any(c["type"] == "ResolutionFailed" for c in conditions):  # one resolution, one failure
+                conditions.append(_condition("ResolutionFailed", "True", reason, message, previous))
             return result
 
-        catalog = catalogs.get(source, source_ns)
-        if catalog is None or f"{source_ns}/{source}" in unhealthy:
-            return failed("ErrorPreventedResolution",
-                          f"failed to populate resolver cache from source {source}/{source_ns}: failed to list bundles: "
-                          "rpc error: code = Unavailable desc = connection error")
+        if unhealthy:
+            # The resolver's cache takes a snapshot of every catalog in scope and fails the whole
+            # resolution when any snapshot failed (registry/resolver/cache/cache.go
+            # NamespacedOperatorCache.Error, checked in resolver.go SolveOperators), even one the
+            # Subscription does not use; catalog/operator.go syncResolvingNamespace sets
+            # ErrorPreventedResolution and requeues (it is retried, unlike ConstraintsNotSatisfiable).
+            result["blocked"] = True
+            failed("ErrorPreventedResolution", "; ".join(
+                f"error using catalogsource {c}: failed to list bundles: rpc error: code = Unavailable desc = "
+                "connection error: desc = \"transport: Error while dialing: dial tcp: connect: connection refused\""
+                for c in unhealthy))
+        if catalogs.get(source, source_ns) is None:
+            result["blocked"] = True
+            return failed("ConstraintsNotSatisfiable", f"constraints not satisfiable: no operators found from catalog "
+                          f"{source} in namespace {source_ns} referenced by subscription {name}, subscription {name} exists")
         manifest = self.cache(PM_API, "packagemanifests").get(package, MARKETPLACE)
         suffix = f"in the catalog referenced by subscription {name}, subscription {name} exists"
         if package not in PACKAGES or PACKAGES[package]["catalog"] != source or manifest is None:
@@ -425,13 +480,15 @@ class Resolver(Controller):
         result["want"] = successor(package, channel, installed) if installed else target
         return result
 
-    def _plan_for(self, namespace, plans, wanted):
+    def _plan_for(self, namespace, plans, wanted, create=True):
         """The InstallPlan naming exactly the wanted CSVs: an existing one, or a new generation."""
         names = sorted(wanted)
         for plan in sorted(plans, key=lambda p: -(p["spec"].get("generation") or 0)):
             phase = (plan.get("status") or {}).get("phase")
             if sorted(plan["spec"].get("clusterServiceVersionNames") or []) == names and phase not in ("Failed", "Complete"):
                 return plan
+        if not create:
+            return None
         manual = any((s["spec"].get("installPlanApproval") or "Automatic") == "Manual" for s in wanted.values())
         generation = max([p["spec"].get("generation") or 0 for p in plans] + [0]) + 1
         labels = {operator_label(s["spec"]["name"], namespace): "" for s in wanted.values()}
@@ -470,14 +527,26 @@ class Resolver(Controller):
         conditions = list(resolved["conditions"])
         want, installed = resolved["want"], resolved["installed"]
         ref_plan = None
-        if want and plan and want in plan["spec"]["clusterServiceVersionNames"]:
+        if resolved.get("held"):
+            ref_plan = plan = resolved["held"]
+        elif want and plan and want in plan["spec"]["clusterServiceVersionNames"]:
             ref_plan = plan
         elif status.get("installPlanRef"):
             ref_plan = next((p for p in plans if p["metadata"]["name"] == status["installPlanRef"]["name"]), None)
         new = {"catalogHealth": resolved["health"], "conditions": conditions, "lastUpdated": now()}
         if installed:
             new["installedCSV"] = installed
-        if want and ref_plan is plan and plan is not None:
+        if resolved.get("held"):
+            # catalog/subscription/state.go CheckInstallPlanStatus: a Failed plan gives InstallPlanFailed with
+            # the reason and message of the plan's Installed condition.
+            cond = next((c for c in (plan.get("status") or {}).get("conditions") or []
+                         if c.get("type") == "Installed" and c.get("status") == "False"), {})
+            conditions.append(_condition("InstallPlanFailed", "True", cond.get("reason") or "InstallPlanFailed",
+                                         cond.get("message") or (plan.get("status") or {}).get("message") or "",
+                                         previous))
+            new["state"] = "UpgradePending"
+            new["currentCSV"] = status.get("currentCSV")
+        elif want and ref_plan is plan and plan is not None:
             phase = (plan.get("status") or {}).get("phase")
             if phase == "RequiresApproval":
                 conditions.append(_condition("InstallPlanPending", "True", "RequiresApproval", "", previous))
@@ -525,6 +594,22 @@ class InstallPlanController(Controller):
             return None
         if phase != "Installing":
             return None
+        failing = next((f for f in (self.world.fault("installplan-failed", package=CSV_INDEX[c][0], namespace=namespace)
+                                    for c in plan["spec"]["clusterServiceVersionNames"] if c in CSV_INDEX) if f), None)
+        if failing:
+            # catalog/operator.go transitionInstallPlanState: ExecutePlan kept failing past the install plan
+            # timeout -> phase Failed, condition Installed=False/InstallComponentFailed with the error. A Failed
+            # plan is never synced again (syncInstallPlans returns for Failed and Complete).
+            group, _version, _kind, plural, *_ = PACKAGES[failing.get("package") or CSV_INDEX[
+                plan["spec"]["clusterServiceVersionNames"][0]][0]]["crds"][0]
+            message = failing.get("message") or (
+                f"error validating existing CRs against new CRD's schema for \"{plural}.{group}\": "
+                "error validating custom resource against new schema")
+            stamp = now()
+            self.kube.merge_patch(p, {"status": {"phase": "Failed", "message": message, "conditions": [
+                {"type": "Installed", "status": "False", "reason": "InstallComponentFailed", "message": message,
+                 "lastTransitionTime": stamp, "lastUpdateTime": stamp}]}})
+            return None
         groups = [g for g in self.cache(OLM_V1, "operatorgroups").items() if g["metadata"]["namespace"] == namespace]
         for csv in plan["spec"]["clusterServiceVersionNames"]:
             self._create_csv(namespace, csv, groups)
@@ -555,9 +640,28 @@ class InstallPlanController(Controller):
 # -- ClusterServiceVersions ------------------------------------------------------------------------------
 
 OPERATOR_GROUP_REASONS = ("NoOperatorGroup", "TooManyOperatorGroups", "UnsupportedOperatorGroup")
+NO_RETRY = "InstallComponentFailedNoRetry"
+
+# What OLM does with a Failed CSV (operator-framework-olm release-4.21 @ 149d553b,
+# staging/operator-lifecycle-manager/pkg/controller/operators/olm/operator.go, transitionCSVState):
+# * reason InstallComponentFailedNoRetry: "skipping sync for CSV in failed-no-retry state" - terminal;
+# * the OperatorGroup reasons: back to Pending/RequirementsUnknown once the OperatorGroup is fixed;
+# * any other reason (case CSVPhaseFailed): updateInstallStatus(..., Pending, NeedsReinstall) - healthy
+#   deployments make it Succeeded again; a deployment past its progress deadline (an unrecoverable
+#   install-check error) keeps it Failed/InstallCheckFailed (SetPhaseWithEventIfChanged: no new write),
+#   which is the stuck CSV the documented recovery is for.
 
 
 class CSVController(Controller):
+    """CSV phases as olm-operator's transitionCSVState moves them.
+
+    Faults: ``csv-failed`` makes the install check fail (the deployment exceeded its progress
+    deadline) for as long as the fault is active; with ``once: true`` only the first install of each
+    CSV fails and the next sync finds the deployment healthy (a temporarily Failed CSV that OLM
+    recovers); with ``reason: InstallComponentFailedNoRetry`` the install strategy fails in
+    InstallReady with an unrecoverable error, which OLM never retries.
+    """
+
     name = "olm-csv"
     api_version = OLM
     plural = "clusterserviceversions"
@@ -566,11 +670,29 @@ class CSVController(Controller):
     def __init__(self, world):
         super().__init__(world)
         self.due = {}  # key -> monotonic time of the next phase
+        self.failed_once = set()  # uids of CSVs a ``once`` fault has failed already
+
+    def setup(self, manager):
+        super().setup(manager)
+        manager.informer("v1", "configmaps").add_handler(self._configmap_event)
+
+    def _configmap_event(self, kind, obj):
+        # A fault cleared is a deployment that became healthy: OLM's resync sees it; the twin requeues.
+        if _faults_changed(self.world, kind, obj):
+            for csv in self.cache(OLM, "clusterserviceversions").items():
+                self.queue.add((csv["metadata"]["namespace"], csv["metadata"]["name"]))
 
     def map_event(self, kind, obj):
         namespace = obj["metadata"].get("namespace")
         return [(namespace, c["metadata"]["name"]) for c in self.cache(OLM, "clusterserviceversions").items()
                 if c["metadata"]["namespace"] == namespace]
+
+    def _fault(self, csv):
+        name, namespace = csv["metadata"]["name"], csv["metadata"]["namespace"]
+        fault = self.world.fault("csv-failed", package=CSV_INDEX[name][0], csv=name, namespace=namespace)
+        if fault and fault.get("once") and csv["metadata"].get("uid") in self.failed_once:
+            return None
+        return fault
 
     def reconcile(self, key):
         namespace, name = key
@@ -582,13 +704,14 @@ class CSVController(Controller):
         phase = status.get("phase") or ""
         if phase in ("Succeeded", "Replacing", "Deleting"):
             return None
+        if status.get("reason") == NO_RETRY:
+            return None  # transitionCSVState: skipping sync for CSV in failed-no-retry state
         problem = self._operator_group_problem(namespace, csv)
-        if phase == "Failed":
-            if status.get("reason") in OPERATOR_GROUP_REASONS:
-                if problem is None:
-                    self._phase(key, csv, "Pending", "RequirementsUnknown", "requirements not yet checked")
-                elif problem[0] != status.get("reason"):
-                    self._phase(key, csv, "Failed", *problem)
+        if phase == "Failed" and status.get("reason") in OPERATOR_GROUP_REASONS:
+            if problem is None:
+                self._phase(key, csv, "Pending", "RequirementsUnknown", "InstallModes now support target namespaces")
+            elif problem[0] != status.get("reason"):
+                self._phase(key, csv, "Failed", *problem)
             return None
         if problem:
             self._phase(key, csv, "Failed", *problem)
@@ -597,19 +720,30 @@ class CSVController(Controller):
         if phase and wait > 0:
             return wait
         package = CSV_INDEX[name][0]
+        deployment = PACKAGES[package]["deployment"]
+        fault = self._fault(csv)
         if phase == "":
             self._phase(key, csv, "Pending", "RequirementsUnknown", "requirements not yet checked")
         elif phase == "Pending":
             self._phase(key, csv, "InstallReady", "AllRequirementsMet", "all requirements found, attempting install")
         elif phase == "InstallReady":
-            self._phase(key, csv, "Installing", "InstallSucceeded", "waiting for install components to report healthy")
-        elif phase == "Installing":
-            if self.world.fault("csv-failed", package=package, csv=name, namespace=namespace):
-                deployment = PACKAGES[package]["deployment"]
-                self._phase(key, csv, "Failed", "InstallCheckFailed",
-                            f"install failed: deployment {deployment} not ready before timeout: "
-                            f"deployment \"{deployment}\" exceeded its progress deadline")
+            if fault and fault.get("reason") == NO_RETRY:
+                # installer.Install returned an unrecoverable error (install.IsErrorUnrecoverable), e.g. an
+                # existing Deployment whose immutable selector differs from the bundle's.
+                self._phase(key, csv, "Failed", NO_RETRY,
+                            f"install strategy failed: Deployment.apps \"{deployment}\" is invalid: spec.selector: "
+                            "Invalid value: field is immutable")
                 return None
+            self._phase(key, csv, "Installing", "InstallSucceeded", "waiting for install components to report healthy")
+        elif phase in ("Installing", "Failed"):
+            if fault:
+                if fault.get("once"):
+                    self.failed_once.add(csv["metadata"].get("uid"))
+                if phase == "Installing":
+                    self._phase(key, csv, "Failed", "InstallCheckFailed",
+                                f"install failed: deployment {deployment} not ready before timeout: "
+                                f"deployment \"{deployment}\" exceeded its progress deadline")
+                return None  # Failed and still unhealthy: the phase does not change (SetPhaseWithEventIfChanged)
             self._install_crds(package)
             self._phase(key, csv, "Succeeded", "InstallSucceeded", "install strategy completed with no errors")
             replaced = (csv.get("spec") or {}).get("replaces")
