@@ -266,3 +266,82 @@ def test_drain_blocked_fault_holds_the_node_until_lifted(twin, kube):
     wait_pool(kube, "t-fault-drain", sources=["99-t-fault-drain"])
     assert boots(kube)["worker-1"] == before + 1
     remove_custom_pool(kube, "t-fault-drain", "worker-1", "twin.test/fault-drain", ["99-t-fault-drain"])
+
+
+# -- upstream's merge order, repeats and rebootless updates (issue 13) ---------------------------------
+
+
+def _rendered(kube, name):
+    return kube.get(path(MC_API, "machineconfigs", pool(kube, name)["spec"]["configuration"]["name"]))["spec"]
+
+
+def _file(spec, file_path):
+    from twin.controllers.mco import decode
+
+    entry = next((f for f in spec["config"]["storage"]["files"] if f["path"] == file_path), None)
+    return decode(entry["contents"]["source"]) if entry else None
+
+
+def test_custom_pool_configs_merge_after_worker_ones_and_repeated_kargs_stay(kube):
+    """MergeMachineConfigs: worker-role MachineConfigs first, then the pool's own, each by name; kargs
+    concatenated. A nodeless custom pool and a paused worker pool: nothing reboots."""
+    set_paused(kube, "worker", True)
+    custom_pool(kube, "t-order", "twin.test/order")
+    names = ["99-worker-t-order", "50-t-order-first"]
+    try:
+        create(kube, mc("99-worker-t-order", "worker", ["twin.dup", "twin.order=w"], {"/etc/twin-order.conf": "worker"}))
+        create(kube, mc("50-t-order-first", "t-order", ["twin.dup"], {"/etc/twin-order.conf": "custom"}))
+        p = wait(kube, "machineconfigpools", lambda o: "t-order" in o and set(names) <= {
+            s["name"] for s in (o["t-order"]["spec"].get("configuration") or {}).get("source") or []},
+            what="t-order render")["t-order"]
+        order = [s["name"] for s in p["spec"]["configuration"]["source"]]
+        assert order.index("99-worker-t-order") < order.index("50-t-order-first")
+        assert order == sorted(n for n in order if n.startswith(("0", "99-worker"))) + ["50-t-order-first"]
+        spec = _rendered(kube, "t-order")
+        assert _file(spec, "/etc/twin-order.conf") == "custom", "the custom pool's MachineConfig wins"
+        assert spec["kernelArguments"][-3:] == ["twin.dup", "twin.order=w", "twin.dup"]
+    finally:
+        for name in names:
+            delete(kube, name)
+        kube.delete(path(MC_API, "machineconfigpools", "t-order"))
+        set_paused(kube, "worker", False)
+    wait_pool(kube, "worker", absent=names)
+
+
+def test_disruption_follows_the_default_node_disruption_policies():
+    from twin.controllers.mco import disruption
+
+    def spec(files=(), kargs=(), units=()):
+        return {"kernelArguments": list(kargs), "osImageURL": "x", "extensions": [], "config": {
+            "storage": {"files": [{"path": p, "contents": {"source": "data:," + t}} for p, t in files]},
+            "systemd": {"units": [{"name": u} for u in units]}}}
+
+    base = spec()
+    assert disruption(base, spec(files=[("/etc/containers/registries.d/t.yaml", "a")])) == (
+        ["Reload crio.service"], False)
+    assert disruption(base, spec(files=[("/var/lib/kubelet/config.json", "a")])) == (["None"], False)
+    assert disruption(base, spec(files=[("/etc/containers/registries.conf", "a")]))[1] is True
+    assert disruption(base, spec(files=[("/etc/crio/crio.conf.d/01-ctrcfg-logLevel", "a")])) == (["Reboot"], True)
+    assert disruption(base, spec(kargs=["a"])) == (["Reboot"], True)
+    assert disruption(base, spec(units=["t.service"])) == (["Reboot"], True)
+    assert disruption(spec(kargs=["a"]), spec(kargs=["a"])) == (["None"], False)
+    assert disruption(None, base) == (["Reboot"], True)
+
+
+def test_file_only_change_under_a_policy_applies_without_reboot_or_drain(twin, kube):
+    before = boots(kube)
+    watch = NodeWatch(kube, WORKERS)
+    target = "/etc/containers/registries.d/twin-test.yaml"
+    create(kube, mc("99-worker-t-rebootless", "worker", files={target: "docker%3A%20%7B%7D%0A"}))
+    try:
+        p = wait_pool(kube, "worker", sources=["99-worker-t-rebootless"])
+        watch.stop()
+        assert boots(kube) == before, "no reboot"
+        assert not watch.not_ready_seen and not watch.cordoned_while_not_ready
+        assert all(not n["spec"].get("unschedulable") for n in nodes(kube).values())
+        assert all(nodes(kube)[n]["metadata"]["annotations"][CURRENT] == p["spec"]["configuration"]["name"]
+                   for n in WORKERS)
+    finally:
+        delete(kube, "99-worker-t-rebootless")
+    wait_pool(kube, "worker", absent=["99-worker-t-rebootless"])
+    assert boots(kube) == before

@@ -4,8 +4,8 @@ What the real MCO does, in the parts the collection depends on:
 
 * every pool (master and worker are seeded; custom pools such as OSC's ``kata-oc`` appear later)
   renders the MachineConfigs its ``machineConfigSelector`` picks into ``rendered-<pool>-<md5>``
-  (sorted by name, files merged per path with later ones winning, kernel arguments concatenated
-  without repeats, extensions concatenated) and targets it in ``spec.configuration``;
+  (role ``worker`` MachineConfigs first, then the rest, each by name; files merged per path with later
+  ones winning, kernel arguments and extensions concatenated with repeats kept) and targets it in ``spec.configuration``;
 * a node belongs to master if it matches master, else to the one custom pool it matches, else to
   worker; a node matching two custom pools is left alone, as the MCO does;
 * the node controller moves at most ``maxUnavailable`` nodes at a time by setting their
@@ -18,8 +18,10 @@ What the real MCO does, in the parts the collection depends on:
 * pool status is computed the way the MCO's node controller computes it (counts, Updated,
   Updating, NodeDegraded, Degraded).
 
-Every change of a config reboots: the MCO's list of rebootless file changes is not modelled, as
-nothing the collection writes is on it. Faults: ``{kind: reboot-degrades, node: X}`` makes X come
+A change of the OS image, kernel arguments, extensions, FIPS, kernel type or systemd units reboots, and so
+does a file change outside the MCO's default node disruption policies; a change of only files those
+policies cover (registries, policy.json, the kubelet pull secret, …) or SSH keys is applied without a
+reboot and, except for registries.conf, without a drain (:func:`disruption`). Faults: ``{kind: reboot-degrades, node: X}`` makes X come
 back from its reboot on its old config and report Degraded; ``{kind: drain-blocked, node: X}``
 makes X's drain fail as if a PodDisruptionBudget refused every eviction. The boots of each node are
 on the node as the annotation ``twin.confidential.gpu/boots`` so that tests and benchmarks in other
@@ -85,10 +87,24 @@ def _merge_named(base, extra, key):
     return list(out.values())
 
 
+def merge_order(configs):
+    """The order MergeMachineConfigs applies a pool's MachineConfigs in: those labelled role ``worker`` first,
+    then all others, each group by name (openshift/machine-config-operator release-4.21 db84d836,
+    pkg/controller/common/helpers.go MergeMachineConfigs: "custom pool configuration should take priority").
+    It reorders the caller's slice in place, so the pool's ``spec.configuration.source`` that
+    syncGeneratedMachineConfig (pkg/controller/render/render_controller.go) writes afterwards lists them in
+    this order too."""
+    by_name = sorted(configs, key=lambda mc: mc["metadata"]["name"])
+    workers = [mc for mc in by_name if (mc["metadata"].get("labels") or {}).get(ROLE) == "worker"]
+    return workers + [mc for mc in by_name if (mc["metadata"].get("labels") or {}).get(ROLE) != "worker"]
+
+
 def render(configs):
-    """The rendered spec of a pool from its MachineConfigs (the MCO's MergeMachineConfigs)."""
+    """The rendered spec of a pool from its MachineConfigs (the MCO's MergeMachineConfigs, release-4.21):
+    ignition merged in :func:`merge_order` (later ones win per file path / unit name / user name), kernel
+    arguments and extensions concatenated in that order with repeats kept, FIPS if any asks."""
     # A copy: the MachineConfigs come from the informer's cache, which must never be changed in place.
-    configs = copy.deepcopy(sorted(configs, key=lambda mc: mc["metadata"]["name"]))
+    configs = copy.deepcopy(merge_order(configs))
     ignition = {"ignition": {"version": IGNITION_VERSION}, "storage": {"files": []}, "systemd": {"units": []},
                 "passwd": {"users": []}}
     kargs, extensions = [], []
@@ -104,14 +120,18 @@ def render(configs):
                                                     (config.get("systemd") or {}).get("units") or [], "name")
         ignition["passwd"]["users"] = _merge_named(ignition["passwd"]["users"],
                                                    (config.get("passwd") or {}).get("users") or [], "name")
-        for arg in spec.get("kernelArguments") or []:
-            if arg not in kargs:
-                kargs.append(arg)
+        # MergeMachineConfigs: kargs = append(kargs, cfg.Spec.KernelArguments...) - no de-duplication.
+        kargs.extend(spec.get("kernelArguments") or [])
         extensions.extend(spec.get("extensions") or [])
         fips = fips or bool(spec.get("fips"))
-        if spec.get("kernelType") == "realtime":
-            kernel_type = "realtime"
-        os_image = spec.get("osImageURL") or os_image
+        if spec.get("kernelType") in ("realtime", "64k-pages"):
+            kernel_type = spec["kernelType"]
+        # Generated MachineConfigs (annotated generated-by-controller-version) cannot override osImageURL.
+        if not _ann(mc).get("machineconfiguration.openshift.io/generated-by-controller-version"):
+            os_image = spec.get("osImageURL") or os_image
+    if not os_image:
+        os_image = next((((mc.get("spec") or {}).get("osImageURL")) for mc in configs
+                         if (mc.get("spec") or {}).get("osImageURL")), "")
     for entry in ignition["storage"]["files"]:
         entry.setdefault("overwrite", True)
     return {"config": ignition, "kernelArguments": kargs, "extensions": extensions, "fips": fips,
@@ -154,6 +174,82 @@ def decode(source):
     if header.endswith(";base64"):
         return base64.b64decode(payload).decode("utf-8", "replace")
     return urllib.parse.unquote(payload)
+
+
+# -- what a node does to go from one rendered config to the next ---------------------------------
+
+# The MCO's default node disruption policies (openshift/machine-config-operator release-4.21 db84d836,
+# pkg/apihelpers/apihelpers.go defaultClusterPolicies; paths from pkg/daemon/constants/constants.go):
+# a change of a file at (or under) one of these paths needs only the action named, no reboot.
+DEFAULT_FILE_POLICIES = (
+    ("/var/lib/kubelet/config.json", ("None",)),
+    ("/etc/machine-config-daemon/no-reboot/containers-gpg.pub", ("Reload crio.service",)),
+    ("/etc/containers/policy.json", ("Reload crio.service",)),
+    ("/etc/containers/registries.conf", ("Special",)),
+    ("/etc/containers/registries.d", ("Reload crio.service",)),
+    ("/etc/crio/policies", ("Reload crio.service",)),
+    ("/etc/nmstate/openshift", ("None",)),
+    ("/etc/pki/ca-trust/source/anchors/openshift-config-user-ca-bundle.crt",
+     ("Restart coreos-update-ca-trust.service", "Restart crio.service")),
+)
+
+
+def _file_policy(file_path):
+    """FindClosestFilePolicyPathMatch (pkg/controller/common/helpers.go): the exact path or the longest
+    policy directory holding it; None when no policy covers it."""
+    best = None
+    for policy, actions in DEFAULT_FILE_POLICIES:
+        if file_path == policy or file_path.startswith(policy.rstrip("/") + "/"):
+            if best is None or len(policy) > len(best[0]):
+                best = (policy, actions)
+    return best[1] if best else None
+
+
+def _by(items, key):
+    return {item.get(key): item for item in items or []}
+
+
+def disruption(old, new):
+    """(actions, drain) for a node going from rendered spec ``old`` to ``new``, as the daemon decides after
+    the first boot (pkg/daemon/update.go ``update``: newMachineConfigDiff, calculatePostConfigChange-
+    NodeDisruptionAction, calculatePostConfigChangeNodeDisruptionActionFromMCDiffs; pkg/daemon/drain.go
+    isDrainRequiredForNodeDisruptionActions), with the default policies only.
+
+    Not modelled: user policies in MachineConfiguration ``cluster`` spec.nodeDisruptionPolicy, the force
+    file, and the registries.conf safety check (a Special action always drains here)."""
+    if old is None:
+        return ["Reboot"], True
+    def both_empty(key):
+        return not old.get(key) and not new.get(key)
+    if (old.get("osImageURL") != new.get("osImageURL")
+            or not both_empty("kernelArguments") and list(old.get("kernelArguments") or []) != list(new.get("kernelArguments") or [])
+            or bool(old.get("fips")) != bool(new.get("fips"))
+            or (old.get("kernelType") or "default") != (new.get("kernelType") or "default")
+            or not both_empty("extensions") and list(old.get("extensions") or []) != list(new.get("extensions") or [])):
+        return ["Reboot"], True
+    old_ign, new_ign = old.get("config") or {}, new.get("config") or {}
+    old_files = _by((old_ign.get("storage") or {}).get("files"), "path")
+    new_files = _by((new_ign.get("storage") or {}).get("files"), "path")
+    changed_files = sorted(p for p in set(old_files) | set(new_files) if old_files.get(p) != new_files.get(p))
+    old_units = _by((old_ign.get("systemd") or {}).get("units"), "name")
+    new_units = _by((new_ign.get("systemd") or {}).get("units"), "name")
+    changed_units = sorted(u for u in set(old_units) | set(new_units) if old_units.get(u) != new_units.get(u))
+    passwd = (old_ign.get("passwd") or {}) != (new_ign.get("passwd") or {})
+    if not changed_files and not changed_units and not passwd:
+        return ["None"], False
+    actions = []
+    for file_path in changed_files:
+        found = _file_policy(file_path)
+        if found is None:
+            return ["Reboot"], True
+        actions.extend(found)
+    if changed_units:  # the default policies name no units
+        return ["Reboot"], True
+    if passwd:
+        actions.append("None")  # the SSH key policy
+    real = [a for a in dict.fromkeys(actions) if a != "None"]
+    actions = real or ["None"]
+    return actions, "Special" in actions
 
 
 # -- the objects a fresh cluster has ------------------------------------------------------------
@@ -238,7 +334,7 @@ def seed(kube, profile):
 
 def _source(configs):
     return [{"apiVersion": MC_API, "kind": "MachineConfig", "name": mc["metadata"]["name"]}
-            for mc in sorted(configs, key=lambda mc: mc["metadata"]["name"])]
+            for mc in merge_order(configs)]
 
 
 # -- node state as the API shows it -------------------------------------------------------------
@@ -442,15 +538,21 @@ class Daemon(Controller):
         if op is None or op["target"] != desired:
             if op and op["phase"] == "reboot":
                 return self._reboot(node, host, op)  # a reboot in progress finishes first
-            op = {"target": desired, "phase": "drain", "started": time.monotonic()}
+            actions, drain = disruption(self._spec(current), self._spec(desired))
+            op = {"target": desired, "phase": "drain" if drain else "apply", "started": time.monotonic(),
+                  "reboot": actions == ["Reboot"], "actions": actions}
             self.ops[name] = op
-            self.log.info("node %s: updating %s -> %s", name, current, desired)
-            self.kube.merge_patch(path("v1", "nodes", name), {
-                "metadata": {"annotations": {STATE: "Working", REASON: "", DESIRED_DRAIN: f"drain-{desired}"}},
-                "spec": {"unschedulable": True}})
+            self.log.info("node %s: updating %s -> %s (%s, drain %s)", name, current, desired, actions, drain)
+            body = {"metadata": {"annotations": {STATE: "Working", REASON: ""}}}
+            if drain:
+                body["metadata"]["annotations"][DESIRED_DRAIN] = f"drain-{desired}"
+                body["spec"] = {"unschedulable": True}
+            self.kube.merge_patch(path("v1", "nodes", name), body)
             return 0.05
         if op["phase"] == "drain":
             return self._drain(node, host, op)
+        if op["phase"] == "apply":
+            return self._apply(node, host, op)
         if op["phase"] == "reboot":
             return self._reboot(node, host, op)
         return None
@@ -494,6 +596,8 @@ class Daemon(Controller):
         op.pop("blocked", None)
         self.kube.merge_patch(path("v1", "nodes", name),
                               {"metadata": {"annotations": {LAST_DRAIN: f"drain-{op['target']}"}}})
+        if not op["reboot"]:
+            return self._apply(node, host, op)
         # Down it goes: the kubelet twin reports NotReady and stops renewing the lease.
         op["phase"] = "reboot"
         op["until"] = time.monotonic() + float(self.world.timings["reboot"])
@@ -539,12 +643,7 @@ class Daemon(Controller):
             op["phase"] = "degraded"
             self.log.info("node %s: degraded after reboot: %s", name, reason)
             return None
-        spec = rendered.get("spec") or {}
-        base = host.spec["kernel_cmdline"].split()
-        host.cmdline = base + [a for a in spec.get("kernelArguments") or [] if a not in base]
-        host.files = {f["path"]: decode((f.get("contents") or {}).get("source"))
-                      for f in ((spec.get("config") or {}).get("storage") or {}).get("files") or []}
-        host.extensions = list(spec.get("extensions") or [])
+        self._write(host, rendered.get("spec") or {})
         host.ready = True
         self.world.changed(host)
         self._boot_id(name)
@@ -552,6 +651,40 @@ class Daemon(Controller):
         self.finished[name] = op["target"]
         self._finish(name, op["target"], uncordon=True, boots=host.boots)
         self.log.info("node %s: now on %s (boot %d)", name, op["target"], host.boots)
+        return None
+
+    def _spec(self, name):
+        if not name:
+            return None
+        found = self.cache(MC_API, "machineconfigs").get(name) or self.kube.get_or_none(path(MC_API, "machineconfigs", name))
+        return (found or {}).get("spec") if found else None
+
+    def _write(self, host, spec):
+        """The node's disk after an update: rendered files and extensions; kernel arguments as the daemon
+        applies them (pkg/daemon/update.go generateKargs: the old ones deleted, every new one appended with
+        rpm-ostree --append, so a repeated argument is on the command line twice)."""
+        base = host.spec["kernel_cmdline"].split()
+        host.cmdline = base + [a for arg in spec.get("kernelArguments") or [] for a in arg.split()]
+        host.files = {f["path"]: decode((f.get("contents") or {}).get("source"))
+                      for f in ((spec.get("config") or {}).get("storage") or {}).get("files") or []}
+        host.extensions = list(spec.get("extensions") or [])
+
+    def _apply(self, node, host, op):
+        """A rebootless update (performPostConfigChangeNodeDisruptionAction): files written, the named
+        services reloaded or restarted, the node stays up; uncordoned only if it was drained."""
+        name = node["metadata"]["name"]
+        spec = self._spec(op["target"])
+        if spec is None:
+            self.kube.merge_patch(path("v1", "nodes", name), {"metadata": {"annotations": {
+                STATE: "Degraded", REASON: f"machineconfig.machineconfiguration.openshift.io \"{op['target']}\" not found"}}})
+            op["phase"] = "degraded"
+            return None
+        self._write(host, spec)
+        self.world.changed(host)
+        self.ops.pop(name, None)
+        self.finished[name] = op["target"]
+        self._finish(name, op["target"], uncordon=op["phase"] == "drain")
+        self.log.info("node %s: now on %s without a reboot (%s)", name, op["target"], ", ".join(op["actions"]))
         return None
 
     def _finish(self, name, config, uncordon, boots=None):
