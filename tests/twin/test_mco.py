@@ -345,3 +345,38 @@ def test_file_only_change_under_a_policy_applies_without_reboot_or_drain(twin, k
         delete(kube, "99-worker-t-rebootless")
     wait_pool(kube, "worker", absent=["99-worker-t-rebootless"])
     assert boots(kube) == before
+
+
+@pytest.mark.xfail(strict=True, reason="machine_config.merge() sorts all MachineConfigs by name: a worker one seems to "
+                   "give our vsock file although the pool's own MachineConfig overrides it (issue 13)")
+def test_machine_configs_keeps_a_file_a_custom_pool_config_overrides(twin, kube, run_playbook):
+    """A worker MachineConfig has our vsock file, a kata-oc-style one overrides it: upstream merges the pool's own
+    after the worker ones, so ours must still carry the file (the module must not call it 'provided')."""
+    from plugins.module_utils.machine_config import host_machine_configs
+
+    ours = host_machine_configs("t-vsock", "tdx", iommu=False)[0]
+    vsock = ours["spec"]["config"]["storage"]["files"][0]
+    worker = mc("99-worker-t-vsock", "worker")
+    worker["spec"]["config"]["storage"] = {"files": [vsock]}
+    override = mc("50-t-vsock-override", "t-vsock", files={vsock["path"]: "%23%20off%0A"})
+    names = ["99-worker-t-vsock", "50-t-vsock-override", ours["metadata"]["name"]]
+    set_paused(kube, "worker", True)
+    custom_pool(kube, "t-vsock", "twin.test/vsock")
+    try:
+        create(kube, worker)
+        create(kube, override)
+        run = run_playbook([{"hosts": "localhost", "gather_facts": False, "tasks": [{
+            "confidential.gpu.machine_configs": {"pool": "t-vsock", "machine_configs": [ours], "render_timeout": 60}}]}],
+            env=twin.env())
+        assert run.rc == 0, run.stdout[-2000:]
+        spec = _rendered(kube, "t-vsock")
+        assert _file(spec, vsock["path"]) == "vsock-loopback\n"
+    finally:
+        for name in names:
+            try:
+                delete(kube, name)
+            except ApiError:
+                pass
+        kube.delete(path(MC_API, "machineconfigpools", "t-vsock"))
+        set_paused(kube, "worker", False)
+    wait_pool(kube, "worker", absent=names)

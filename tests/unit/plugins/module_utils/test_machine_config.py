@@ -106,6 +106,33 @@ def test_merge_sorts_by_name_dedupes_kargs_later_files_win():
     assert merged["sources"] == ["10-a", "99-b"]
 
 
+@pytest.mark.xfail(strict=True, reason="merge() sorts everything by name and drops repeated kernel arguments (issue 13)")
+def test_merge_puts_worker_configs_first_then_the_pools_own_and_keeps_repeats():
+    # openshift/machine-config-operator release-4.21, pkg/controller/common/helpers.go MergeMachineConfigs
+    merged = m.merge([
+        mc("99-worker-b", "worker", kargs=["a=1", "b=1"], files={"/etc/x": "worker"}),
+        mc("50-kata-oc-a", "kata-oc", kargs=["a=1"], files={"/etc/x": "kata-oc"}),
+        mc("00-worker", "worker", kargs=["w=0"]),
+    ])
+    assert merged["sources"] == ["00-worker", "99-worker-b", "50-kata-oc-a"]
+    assert merged["kernelArguments"] == ["w=0", "a=1", "b=1", "a=1"]
+    assert merged["files"]["/etc/x"]["from"] == "50-kata-oc-a"
+
+
+@pytest.mark.xfail(strict=True, reason="plan() calls the vsock file provided by a worker MachineConfig that the pool's "
+                   "own MachineConfig overrides (issue 13)")
+def test_plan_keeps_a_file_the_pools_own_config_overrides():
+    ours = m.host_machine_configs("kata-oc", "tdx", iommu=False)[0]
+    vsock = ours["spec"]["config"]["storage"]["files"][0]
+    worker = mc("99-worker-vsock", "worker")
+    worker["spec"]["config"]["storage"] = {"files": [vsock]}
+    override = mc("50-kata-oc-vsock", "kata-oc", files={vsock["path"]: "# off"})
+    planned = m.plan("kata-oc", [ours], [], [worker, override], [])
+    entry = planned["machine_configs"][0]
+    assert entry["action"] == "create"
+    assert [f["path"] for f in entry["definition"]["spec"]["config"]["storage"]["files"]] == [vsock["path"]]
+
+
 def test_render_contains():
     rendered = {"kernelArguments": ["intel_iommu=on", "kvm_intel.tdx=1", "nohibernate"],
                 "config": {"storage": {"files": [{"path": m.VSOCK_FILE, "contents": {"source": m.data_url("vsock-loopback\n")}}]}}}
