@@ -23,7 +23,7 @@ import urllib.parse
 
 __all__ = [
     "ROLE_LABEL", "CURRENT_CONFIG", "DESIRED_CONFIG", "STATE", "REASON",
-    "data_url", "decode_data_url", "selector_matches", "selects", "merge", "pool_of_node", "members",
+    "data_url", "decode_data_url", "selector_matches", "selects", "merge_order", "merge", "pool_of_node", "members",
     "custom_pool_selector", "pool_definition", "host_machine_configs", "plan", "node_phase", "rollout",
     "render_contains", "drain_blockers", "describe",
 ]
@@ -174,10 +174,19 @@ def _files(machine_config):
     return ((config.get("storage") or {}).get("files")) or []
 
 
+def merge_order(configs):
+    """The order the MCO merges a pool's MachineConfigs in: those labelled role C(worker) first, then all
+    others (the custom pool's own), each group by name, so that a custom pool's MachineConfigs win over the
+    worker ones whatever their names (machine-config-operator release-4.21, MergeMachineConfigs)."""
+    ordered = sorted(configs, key=lambda mc: _name(mc) or "")
+    workers = [mc for mc in ordered if _labels(mc).get(ROLE_LABEL) == "worker"]
+    return workers + [mc for mc in ordered if _labels(mc).get(ROLE_LABEL) != "worker"]
+
+
 def merge(configs) -> dict:
-    """What the MCO renders from these MachineConfigs: sorted by name, later files win per path,
-    kernel arguments concatenated without repeats, extensions concatenated, FIPS if any asks."""
-    ordered = sorted(configs, key=_name)
+    """What the MCO renders from these MachineConfigs: in :func:`merge_order`, later files win per path,
+    kernel arguments and extensions concatenated as they are (repeats kept), FIPS if any asks."""
+    ordered = merge_order(configs)
     kargs = []
     extensions = []
     files = {}
@@ -185,13 +194,11 @@ def merge(configs) -> dict:
     kernel_type = "default"
     for mc in ordered:
         spec = mc.get("spec") or {}
-        for arg in spec.get("kernelArguments") or []:
-            if arg not in kargs:
-                kargs.append(arg)
+        kargs.extend(spec.get("kernelArguments") or [])
         extensions.extend(spec.get("extensions") or [])
         fips = fips or bool(spec.get("fips"))
-        if spec.get("kernelType") == "realtime":
-            kernel_type = "realtime"
+        if spec.get("kernelType") in ("realtime", "64k-pages"):
+            kernel_type = spec["kernelType"]
         for entry in _files(mc):
             source = (entry.get("contents") or {}).get("source")
             files[entry["path"]] = {"contents": decode_data_url(source), "source": source,

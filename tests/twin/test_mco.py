@@ -347,8 +347,6 @@ def test_file_only_change_under_a_policy_applies_without_reboot_or_drain(twin, k
     assert boots(kube) == before
 
 
-@pytest.mark.xfail(strict=True, reason="machine_config.merge() sorts all MachineConfigs by name: a worker one seems to "
-                   "give our vsock file although the pool's own MachineConfig overrides it (issue 13)")
 def test_machine_configs_keeps_a_file_a_custom_pool_config_overrides(twin, kube, run_playbook):
     """A worker MachineConfig has our vsock file, a kata-oc-style one overrides it: upstream merges the pool's own
     after the worker ones, so ours must still carry the file (the module must not call it 'provided')."""

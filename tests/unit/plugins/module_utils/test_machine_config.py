@@ -94,19 +94,18 @@ def test_data_urls_round_trip_and_percent_encoding():
     assert m.decode_data_url("data:text/plain;base64,@@@") is None
 
 
-def test_merge_sorts_by_name_dedupes_kargs_later_files_win():
+def test_merge_sorts_by_name_keeps_repeated_kargs_later_files_win():
     merged = m.merge([
         mc("99-b", kargs=["b=1", "a=1"], files={"/etc/x": "late"}, extensions=["usbguard"]),
         mc("10-a", kargs=["a=1"], files={"/etc/x": "early", "/etc/y": "y"}, extensions=["usbguard"]),
     ])
-    assert merged["kernelArguments"] == ["a=1", "b=1"]
+    assert merged["kernelArguments"] == ["a=1", "b=1", "a=1"], "the MCO concatenates kernel arguments"
     assert merged["files"]["/etc/x"]["contents"] == "late" and merged["files"]["/etc/x"]["from"] == "99-b"
     assert merged["files"]["/etc/y"]["contents"] == "y"
     assert merged["extensions"] == ["usbguard", "usbguard"], "the MCO concatenates extensions"
     assert merged["sources"] == ["10-a", "99-b"]
 
 
-@pytest.mark.xfail(strict=True, reason="merge() sorts everything by name and drops repeated kernel arguments (issue 13)")
 def test_merge_puts_worker_configs_first_then_the_pools_own_and_keeps_repeats():
     # openshift/machine-config-operator release-4.21, pkg/controller/common/helpers.go MergeMachineConfigs
     merged = m.merge([
@@ -119,8 +118,6 @@ def test_merge_puts_worker_configs_first_then_the_pools_own_and_keeps_repeats():
     assert merged["files"]["/etc/x"]["from"] == "50-kata-oc-a"
 
 
-@pytest.mark.xfail(strict=True, reason="plan() calls the vsock file provided by a worker MachineConfig that the pool's "
-                   "own MachineConfig overrides (issue 13)")
 def test_plan_keeps_a_file_the_pools_own_config_overrides():
     ours = m.host_machine_configs("kata-oc", "tdx", iommu=False)[0]
     vsock = ours["spec"]["config"]["storage"]["files"][0]
