@@ -44,6 +44,22 @@ TABLE = [
 ]
 
 
+# The CRDs the NFD operator's CSV owns (openshift/cluster-nfd-operator release-4.21 @bf1052c,
+# manifests/stable/manifests/nfd.clusterserviceversion.yaml, spec.customresourcedefinitions.owned):
+# the operator's own group (the instance, the rules users write, a NodeFeature nothing reads) and
+# upstream NFD's group, which nfd-worker writes NodeFeatures to and nfd-master reads rules from.
+# The OLM twin installs them when that CSV succeeds (PACKAGES["nfd"]["crds"] in controllers/olm.py).
+NFD_OPERATOR_CRDS = [
+    ("nfd.openshift.io", "v1", "NodeFeatureDiscovery", "nodefeaturediscoveries", "Namespaced", {}),
+    ("nfd.openshift.io", "v1alpha1", "NodeFeatureRule", "nodefeaturerules", "Namespaced", {}),
+    ("nfd.openshift.io", "v1alpha1", "NodeFeature", "nodefeatures", "Namespaced", {"status": False}),
+    ("nfd.k8s-sigs.io", "v1alpha1", "NodeFeature", "nodefeatures", "Namespaced", {"status": False}),
+    ("nfd.k8s-sigs.io", "v1alpha1", "NodeFeatureRule", "nodefeaturerules", "Namespaced",
+     {"shortNames": ["nfr"]}),
+    ("nfd.k8s-sigs.io", "v1alpha1", "NodeFeatureGroup", "nodefeaturegroups", "Namespaced", {"shortNames": ["nfg"]}),
+]
+
+
 # API groups an operator brings with its CSV: the OLM twin (twin/controllers/olm.py) installs them
 # when that CSV succeeds, so they are not loaded at start-up, not even in conformance mode.
 DEFERRED_GROUPS = frozenset({

@@ -1,4 +1,8 @@
-"""The NFD twin labels nodes from their simulated hardware, evaluates NodeFeatureRules, follows reboots."""
+"""The NFD twin labels nodes from their simulated hardware, evaluates NodeFeatureRules, follows reboots.
+
+Upstream: openshift/node-feature-discovery release-4.21 (NFD v0.18) and openshift/cluster-nfd-operator
+release-4.21 (see twin/controllers/nfd.py for the files and functions).
+"""
 
 import pytest
 from olm_helpers import CSVS, operator_group, subscribe, wait_for
@@ -20,6 +24,9 @@ PROFILE = {
         {"name": "worker-snp", "cpu": {"vendor": "amd"}, "tee": {"type": "snp"},
          "gpus": [{"model": "NVIDIA RTX PRO 6000 Blackwell Server Edition", "device_id": "0x2bb5", "cc_capable": True}]},
         {"name": "worker-vm", "cpu": {"vendor": "intel"}, "virtualized": True},
+        # TDX on from the first boot, on a kernel whose misc cgroup reports no TDX keys.
+        {"name": "worker-nokeys", "cpu": {"vendor": "intel"}, "tee": {"type": "tdx", "total_keys": None},
+         "kernel_cmdline": "BOOT_IMAGE=(hd0,gpt3)/ostree/rhcos/vmlinuz rw kvm_intel.tdx=1 root=UUID=twin"},
     ],
     "timings": {"reboot": 0.5, "nfd_relabel": 0.2},
 }
@@ -47,7 +54,8 @@ TEE_RULE = {
          "extendedResources": {"sev-snp.amd.com/esids": "@cpu.security.sev.encrypted_state_ids"},
          "matchFeatures": [{"feature": "cpu.cpuid", "matchExpressions": {"SVM": {"op": "Exists"}}},
                            {"feature": "cpu.security", "matchExpressions": {"sev.snp.enabled": {"op": "Exists"}}}]},
-        {"name": "nvidia", "labels": {"nvidia.com/not-allowed": "true", PREFIX + "nvidia.h100": "true"},
+        {"name": "nvidia", "labels": {"nvidia.com/allowed": "true", PREFIX + "nvidia.h100": "true",
+                                      "node-role.kubernetes.io/not-allowed": "true"},
          "matchFeatures": [{"feature": "pci.device", "matchExpressions": {
              "vendor": {"op": "In", "value": ["10de"]}, "device": {"op": "In", "value": ["2331"]}}}]},
     ]},
@@ -93,14 +101,21 @@ def test_nfd_labels_from_hardware_and_rules_and_follows_a_reboot(mixed):
         "spec": {"operand": {"servicePort": 12000}, "workerConfig": {"configData": "sources: {}\n"}}})
     kube.create(path("nfd.openshift.io/v1alpha1", "nodefeaturerules", namespace=NFD), TEE_RULE)
 
-    nodes = nodes_where(kube, lambda n: len(n) == 4 and all(
+    nodes = nodes_where(kube, lambda n: len(n) == 5 and all(
         PREFIX + "runtime.kata" in n[name]["metadata"]["labels"] for name in ("master-0", "worker-tdx", "worker-snp"))
         and "sev-snp.amd.com/esids" in n["worker-snp"]["status"]["capacity"]
         and PREFIX + "cpu-cpuid.HYPERVISOR" in n["worker-vm"]["metadata"]["labels"] and n)
     tdx, snp, vm = (labels(nodes[n]) for n in ("worker-tdx", "worker-snp", "worker-vm"))
     assert tdx[PREFIX + "cpu-model.vendor_id"] == "Intel" and snp[PREFIX + "cpu-model.vendor_id"] == "AMD"
-    assert tdx[PREFIX + "pci-10de.present"] == "true" and snp[PREFIX + "pci-10de.present"] == "true"
-    assert PREFIX + "pci-10de.present" not in vm
+    # workerConfig "sources: {}": the pci source's defaults (classes 03, 0b40, 12; label fields class, vendor).
+    assert tdx[PREFIX + "pci-0302_10de.present"] == "true" and snp[PREFIX + "pci-0302_10de.present"] == "true"
+    assert PREFIX + "pci-0302_10de.present" not in vm and PREFIX + "pci-10de.present" not in tdx
+    # The default cpuid blacklist: SSE42, SGX and SGXLC are features for rules, never labels.
+    tdx_all = nodes["worker-tdx"]["metadata"]["labels"]
+    assert PREFIX + "cpu-cpuid.VMX" in tdx_all
+    assert not {PREFIX + "cpu-cpuid." + f for f in ("SSE42", "SGX", "SGXLC", "POPCNT")} & set(tdx_all)
+    # SGX EPC present: sgx.enabled is a label, sgx.epc only a feature (skipLabel).
+    assert tdx[PREFIX + "cpu-security.sgx.enabled"] == "true" and PREFIX + "cpu-security.sgx.epc" not in tdx
     # SEV-SNP is on once the firmware enables it; TDX needs kvm_intel.tdx=1, which the kernel does not have yet.
     assert snp[PREFIX + "cpu-security.sev.snp.enabled"] == "true" and snp["amd.feature.node.kubernetes.io/snp"] == "true"
     assert nodes["worker-snp"]["status"]["capacity"]["sev-snp.amd.com/esids"] == "509"
@@ -108,37 +123,96 @@ def test_nfd_labels_from_hardware_and_rules_and_follows_a_reboot(mixed):
     # A VM has no VMX for its guests, hence no kata, and shows the hypervisor.
     assert nodes["worker-vm"]["metadata"]["labels"][PREFIX + "cpu-cpuid.HYPERVISOR"] == "true"
     assert PREFIX + "runtime.kata" not in vm
-    # Rules: instance features (pci.device) match, and labels outside NFD's namespaces are dropped.
+    # Rules: instance features (pci.device) match; only kubernetes.io namespaces other than NFD's are refused.
     assert tdx[PREFIX + "nvidia.h100"] == "true" and PREFIX + "nvidia.h100" not in snp
-    assert "nvidia.com/not-allowed" not in nodes["worker-tdx"]["metadata"]["labels"]
+    assert tdx_all["nvidia.com/allowed"] == "true"
+    assert "node-role.kubernetes.io/not-allowed" not in tdx_all
     instance = wait_for(kube, "nfd.openshift.io/v1", "nodefeaturediscoveries", NFD, lambda items: next(
         (i for i in items if any(c["type"] == "Available" and c["status"] == "True"
                                  for c in i.get("status", {}).get("conditions", []))), None))
     assert instance["metadata"]["name"] == "nfd-instance"
     features = kube.get(path("nfd.k8s-sigs.io/v1alpha1", "nodefeatures", "worker-tdx", NFD))
-    assert features["spec"]["features"]["instances"]["pci.device"]["elements"][0]["attributes"]["device"] == "2331"
+    devices = [e["attributes"] for e in features["spec"]["features"]["instances"]["pci.device"]["elements"]]
+    assert {"2331", "159b"} <= {d["device"] for d in devices}  # every PCI device, not only GPUs
+    assert all(set(d) >= {"class", "vendor", "device", "subsystem_vendor", "subsystem_device"} for d in devices)
+    # nfd-worker's built-in labels travel in spec.labels: nfd-master takes them from there only.
+    assert features["spec"]["labels"][PREFIX + "cpu-model.vendor_id"] == "Intel"
+    # The operator copied our nfd.openshift.io rule into nfd.k8s-sigs.io (rules only, owned by the source).
+    source = kube.get(path("nfd.openshift.io/v1alpha1", "nodefeaturerules", "tee-features", NFD))
+    copied = kube.get(path("nfd.k8s-sigs.io/v1alpha1", "nodefeaturerules", "tee-features", NFD))
+    assert copied["spec"] == source["spec"]
+    assert [(r["kind"], r["uid"], r["controller"]) for r in copied["metadata"]["ownerReferences"]] == [
+        ("NodeFeatureRule", source["metadata"]["uid"], True)]
+    csv = next(c for c in kube.list(path(*CSVS, namespace=NFD))["items"] if c["status"]["phase"] == "Succeeded")
+    assert sorted(c["name"] for c in csv["spec"]["customresourcedefinitions"]["owned"]) == [
+        "nodefeaturediscoveries.nfd.openshift.io", "nodefeaturegroups.nfd.k8s-sigs.io",
+        "nodefeaturerules.nfd.k8s-sigs.io", "nodefeaturerules.nfd.openshift.io", "nodefeatures.nfd.k8s-sigs.io",
+        "nodefeatures.nfd.openshift.io"]
 
     # The MCO twin reboots the workers with kvm_intel.tdx=1: TDX is enabled and NFD relabels.
     kube.create(path("machineconfiguration.openshift.io/v1", "machineconfigs"), {
         "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfig",
         "metadata": {"name": "99-test-tdx", "labels": {"machineconfiguration.openshift.io/role": "worker"}},
         "spec": {"kernelArguments": ["kvm_intel.tdx=1", "nohibernate"]}})
+    # nfd-master patches the extended resources (status) before the labels: wait for both.
     nodes = nodes_where(kube, lambda n: "tdx.intel.com/keys" in n.get("worker-tdx", {}).get(
-        "status", {}).get("capacity", {}) and n, timeout=120)
+        "status", {}).get("capacity", {}) and PREFIX + "cpu-security.tdx.enabled" in n["worker-tdx"]["metadata"][
+        "labels"] and n, timeout=120)
     tdx = nodes["worker-tdx"]
     assert tdx["metadata"]["labels"][PREFIX + "cpu-security.tdx.enabled"] == "true"
     assert tdx["status"]["capacity"]["tdx.intel.com/keys"] == "63"
     assert "intel.feature.node.kubernetes.io/tdx" not in nodes["worker-vm"]["metadata"]["labels"]
+    # No tdx.total_keys from the kernel: the TDX labels, but no tdx.intel.com/keys (the @ value is missing).
+    nokeys = nodes["worker-nokeys"]
+    assert nokeys["metadata"]["labels"][PREFIX + "cpu-security.tdx.enabled"] == "true"
+    assert nokeys["metadata"]["labels"]["intel.feature.node.kubernetes.io/tdx"] == "true"
+    assert "tdx.intel.com/keys" not in nokeys["status"]["capacity"]
 
 
 def test_unknown_rule_field_is_ignored_so_the_rule_matches_every_node(mixed):
     """coco-pattern's matchAll bug: NFD drops the field it does not know; a rule without matchers matches all."""
     kube = mixed
     kube.create(path("nfd.openshift.io/v1alpha1", "nodefeaturerules", namespace=NFD), MATCH_ALL_BUG)
-    nodes = nodes_where(kube, lambda n: len(n) == 4 and all(
+    nodes = nodes_where(kube, lambda n: len(n) == 5 and all(
         node["metadata"]["labels"].get("ibm.feature.node.kubernetes.io/se") == "true" for node in n.values()) and n)
-    assert len(nodes) == 4
-    # Deleting the rule removes the labels NFD owned.
+    assert len(nodes) == 5
+    # Deleting the rule: the garbage collector deletes the operator's copy, and NFD removes the labels it owned.
     kube.delete(path("nfd.openshift.io/v1alpha1", "nodefeaturerules", "ibm-se", NFD))
-    nodes_where(kube, lambda n: len(n) == 4 and not any(
-        "ibm.feature.node.kubernetes.io/se" in node["metadata"]["labels"] for node in n.values()) and n)
+    nodes_where(kube, lambda n: len(n) == 5 and not any(
+        "ibm.feature.node.kubernetes.io/se" in node["metadata"]["labels"] for node in n.values()) and n, timeout=90)
+    assert kube.get_or_none(path("nfd.k8s-sigs.io/v1alpha1", "nodefeaturerules", "ibm-se", NFD)) is None
+
+
+def test_master_reads_nodefeatures_and_upstream_rules_only(mixed):
+    """nfd-master labels from NodeFeature objects (any of them, for the node) and nfd.k8s-sigs.io rules."""
+    kube = mixed
+    kube.create(path("nfd.k8s-sigs.io/v1alpha1", "nodefeatures", namespace=NFD), {
+        "apiVersion": "nfd.k8s-sigs.io/v1alpha1", "kind": "NodeFeature",
+        "metadata": {"name": "vendor-x", "labels": {"nfd.node.kubernetes.io/node-name": "worker-vm"}},
+        "spec": {"labels": {"vendor-x.example/agent": "yes"},
+                 "features": {"attributes": {"vendor.x": {"elements": {"level": "7", "version": "1.4.2"}}}}}})
+    rules = [
+        # Feature names ignore case; Ge, Le and GeLe compare numbers, type version compares versions.
+        {"name": "ge", "labels": {"vendor-x.example/ge": "true"}, "matchFeatures": [
+            {"feature": "VENDOR.X", "matchExpressions": {"level": {"op": "Ge", "value": ["7"]},
+                                                          "version": {"op": "GeLe", "type": "version",
+                                                                      "value": ["1.4.0", "1.5"]}}}]},
+        # Exists with a value is an error: the whole rule is skipped.
+        {"name": "bad", "labels": {"vendor-x.example/bad": "true"}, "matchFeatures": [
+            {"feature": "vendor.x", "matchExpressions": {"level": {"op": "Exists", "value": ["7"]}}}]},
+        {"name": "le", "labels": {"vendor-x.example/le": "true"}, "matchFeatures": [
+            {"feature": "vendor.x", "matchExpressions": {"level": {"op": "Le", "value": ["6"]}}}]},
+    ]
+    kube.create(path("nfd.k8s-sigs.io/v1alpha1", "nodefeaturerules", namespace=NFD), {
+        "apiVersion": "nfd.k8s-sigs.io/v1alpha1", "kind": "NodeFeatureRule", "metadata": {"name": "vendor-x"},
+        "spec": {"rules": rules}})
+    nodes = nodes_where(kube, lambda n: n.get("worker-vm", {}).get("metadata", {}).get("labels", {}).get(
+        "vendor-x.example/ge") == "true" and n)
+    vm = nodes["worker-vm"]["metadata"]["labels"]
+    assert vm["vendor-x.example/agent"] == "yes"
+    assert "vendor-x.example/bad" not in vm and "vendor-x.example/le" not in vm
+    assert PREFIX + "cpu-model.vendor_id" in vm  # the worker's own NodeFeature still counts
+    kube.delete(path("nfd.k8s-sigs.io/v1alpha1", "nodefeatures", "vendor-x", NFD))
+    kube.delete(path("nfd.k8s-sigs.io/v1alpha1", "nodefeaturerules", "vendor-x", NFD))
+    nodes_where(kube, lambda n: "vendor-x.example/agent" not in n["worker-vm"]["metadata"]["labels"]
+                and "vendor-x.example/ge" not in n["worker-vm"]["metadata"]["labels"] and n)
