@@ -13,14 +13,19 @@ What the real operator does that the collection depends on:
   device plugin advertises the bound GPUs as ``nvidia.com/pgpu`` (or model-named resources when the
   ``P_GPU_ALIAS`` env is left out); ``status.state`` is ``ready`` once every operand is ready and
   every passthrough GPU is advertised.
-* cc-manager: per node, the mode is the ``nvidia.com/cc.mode`` label or ``ccManager.defaultMode``.
-  A switch pauses the operands it evicts, takes ``timings.cc_mode_switch`` seconds, then writes
-  ``nvidia.com/cc.mode.state`` and ``nvidia.com/cc.ready.state`` (``true`` for on/ppcie, ``false``
-  for off, empty otherwise). A GPU that cannot do the mode (``cc_capable`` false in the profile;
-  PPCIe only on Hopper) ends in ``failed`` and the cc-manager pod shows the crash.
+* cc-manager (k8s-cc-manager v0.4.3): at each start of its container it applies the node's
+  ``nvidia.com/cc.mode`` label, or its ``DEFAULT_CC_MODE`` (``ccManager.defaultMode``; ``off`` on a
+  host without TDX/SNP); afterwards it acts only when the label changes. A switch pauses the
+  operands it evicts, takes ``timings.cc_mode_switch`` seconds, then writes ``nvidia.com/cc.mode.state``
+  and ``nvidia.com/cc.ready.state`` (``true`` for on/ppcie, ``false`` for off, empty otherwise). A GPU
+  that cannot take the mode (``cc_capable`` false in the profile; PPCIe only on Hopper) makes it exit
+  before writing anything: the pod crash-loops and the state label keeps its old value. Only a set
+  or reset that errors writes ``failed`` (the pod keeps running). See ``cc_plan``.
 
-Faults: ``{kind: gpu-cc-stuck-failed, node: N}`` (every switch on N ends in ``failed``) and
-``{kind: cc-mode-switch-hangs, node: N}`` (a switch on N never completes).
+Faults: ``{kind: gpu-cc-stuck-failed, node: N}`` (every switch on N errors and ends in ``failed``),
+``{kind: cc-mode-switch-hangs, node: N}`` (a switch on N never completes) and
+``{kind: cc-manager-crash-loop, node: N}`` (cc-manager on N exits whenever it applies a mode, at
+start or on a label change, as for a GPU that cannot take it: a crash loop).
 """
 
 import hashlib
@@ -155,8 +160,10 @@ def enabled_operands(cp):
         if component.get("repository") and component.get("image") and component.get("version"):
             image = "{0}/{1}:{2}".format(component["repository"], component["image"], component["version"])
         env = [e for e in component.get("env") or [] if isinstance(e, dict) and e.get("name")]
-        if field == "ccManager":
-            env = [{"name": "DEFAULT_CC_MODE", "value": (spec.get("ccManager") or {}).get("defaultMode") or ""}] + env
+        default_mode = (spec.get("ccManager") or {}).get("defaultMode")
+        if field == "ccManager" and default_mode:
+            # set only when given (gpu-operator v26.3.3 controllers/object_controls.go, TransformCCManager)
+            env = [{"name": "DEFAULT_CC_MODE", "value": default_mode}] + env
         found.append((field, ds, app, deploy, container, image, env))
     return found
 
@@ -224,22 +231,48 @@ def ppcie_capable(gpu):
     return bool(gpu.get("cc_capable")) and str(gpu.get("architecture", "")).lower() == "hopper"
 
 
-def cc_outcome(mode, gpus):
-    """(state, reason): what cc-manager ends with for a requested mode on these GPUs."""
-    if mode not in CC_MODES:
-        return "failed", "invalid CC mode {0!r}; valid: {1}".format(mode, ", ".join(CC_MODES))
-    if not gpus:
-        return mode, None
+def host_cc_enabled(host):
+    """Whether the host runs a CPU TEE, as k8s-cc-manager reads it: ``kvm_intel`` ``tdx`` or ``kvm_amd``
+    ``sev_snp`` is Y (NVIDIA/k8s-cc-manager v0.4.3 (785d77e) main.py ``is_host_cc_enabled``)."""
+    params = host.module_params()
+    return params.get("kvm_intel.tdx") == "Y" or params.get("kvm_amd.sev_snp") == "Y"
+
+
+def cc_plan(mode, gpus):
+    """What k8s-cc-manager does for ``mode`` on these GPUs: ``(action, detail)``.
+
+    NVIDIA/k8s-cc-manager v0.4.3 (785d77e) main.py ``CCManager.set_cc_mode`` and ``set_ppcie_mode``:
+
+    * ``("exit", line)``: a GPU cannot take the mode (not CC-capable for anything but ``off``, or a
+      device without PPCIe for ``ppcie``): it logs the line and calls ``sys.exit(1)`` *before* writing
+      any label, so the container crash-loops and ``cc.mode.state`` keeps its old value;
+    * ``("skip", None)``: no GPUs, or no mode asked for: nothing is written;
+    * ``("label", state)``: the GPUs are already there (or none is CC-capable and the mode is ``off``):
+      the state label is written without a reset;
+    * ``("switch", state)``: evict the operands, set and reset the GPUs, write ``state``; an unknown
+      mode gets as far as the set, which raises, and that is the one path that writes ``failed``.
+    """
     if mode == "ppcie":
         bad = [g["pci_address"] for g in gpus if not ppcie_capable(g)]
         if bad:
-            return "failed", "Some devices do not support PPCIe mode: {0}".format(", ".join(bad))
-        return "ppcie", None
+            return "exit", "Some devices do not support PPCIe mode: {0}".format(set(bad))
+        if not gpus:
+            return "skip", None
+        if all(g.get("cc_mode", "off") == "ppcie" for g in gpus):
+            return "label", "ppcie"
+        return "switch", "ppcie"
     if mode != "off":
         bad = [g["pci_address"] for g in gpus if not g.get("cc_capable")]
         if bad:
-            return "failed", "Some GPUs are not cc-capable: {0}".format(", ".join(bad))
-    return mode, None
+            return "exit", "Some GPUs are not cc-capable: {0}".format(set(bad))
+    if not gpus or not mode:
+        return "skip", None
+    capable = [g for g in gpus if g.get("cc_capable")]
+    if not capable:
+        return "label", "off"
+    if all(g.get("cc_mode", "off") == mode for g in capable):
+        return "label", mode
+    return "switch", mode if mode in CC_MODES else "failed"
 
 
 def ready_state(state):
@@ -461,7 +494,10 @@ class GpuNodeAgent(Controller):
 
     def __init__(self, world):
         super().__init__(world)
-        self.switching = {}  # node -> (mode, monotonic deadline)
+        self.switching = {}  # node -> (state the switch ends in, monotonic deadline)
+        self.acted = {}  # node -> the cc.mode label value cc-manager last acted on
+        self.incarnations = {}  # node -> container runs of its cc-manager already started
+        self.restart_at = {}  # node -> (pod uid, monotonic time its crashed container restarts)
         world.subscribe(lambda host: self.queue.add((None, host.name)))
 
     def setup(self, manager):
@@ -535,6 +571,15 @@ class GpuNodeAgent(Controller):
                                   {"status": patch})
 
     # -- cc-manager ---------------------------------------------------------------------------
+    #
+    # NVIDIA/k8s-cc-manager v0.4.3 (785d77e) main.py: at every container start ``watch_and_apply``
+    # reads the node's ``nvidia.com/cc.mode`` label and applies it, or the default mode when the
+    # label is empty (``with_default``); then it watches the node and acts again only when the label
+    # value changes. The default is ``DEFAULT_CC_MODE`` of its container (the operator copies
+    # ``ccManager.defaultMode`` there: gpu-operator controllers/object_controls.go, DefaultCCModeEnvName;
+    # ``on`` when the variable is absent, argparse default), forced to ``off`` on a host without TDX/SNP
+    # (``main``, ``is_host_cc_enabled``). A GPU that cannot take the mode makes it exit(1) before any
+    # label is written: the kubelet restarts it with back-off, each start tries again (a crash loop).
 
     def _cc_manager(self, cp, node, host):
         name = node["metadata"]["name"]
@@ -542,41 +587,79 @@ class GpuNodeAgent(Controller):
         pod = self._pod(name, "ccManager")
         if pod is None or (pod.get("status") or {}).get("phase") != "Running":
             return None  # cc-manager not running here (yet, or evicted); its pod event brings us back
-        default = (_spec(cp).get("ccManager") or {}).get("defaultMode") or ""
-        mode = labels.get(CC_MODE) or default
-        if not mode:
-            return None  # nothing asked for: cc-manager leaves the GPUs as they are
-        state, reason = cc_outcome(mode, host.gpus)
-        if self.world.fault("gpu-cc-stuck-failed", node=name):
-            state, reason = "failed", "GPU {0}: CC mode query failed (fault injected)".format(host.gpus[0]["pci_address"])
-        current = labels.get(CC_MODE_STATE)
-        gpus_at = all(g.get("cc_mode", "off") == mode for g in host.gpus)
-        if state == mode and gpus_at:
-            # Already there (or nothing to do): publish the state without a reset. A switch given up
-            # half-way (the label changed back) still owes its evicted operands their labels.
+        label = labels.get(CC_MODE) or ""
+        incarnation = _incarnation(pod)
+        known = self.incarnations.setdefault(name, set())
+        crashed = self.restart_at.get(name)
+        if crashed is not None and crashed[0] == pod["metadata"]["uid"]:
+            remaining = crashed[1] - time.monotonic()
+            if remaining > 0:
+                return remaining
+            # the kubelet's back-off is over: the container starts again and re-applies the mode
+            self.restart_at.pop(name)
+            known.add(self._container_up(pod))
+            return self._start(node, host, pod, label)
+        self.restart_at.pop(name, None)
+        if incarnation not in known:
+            known.add(incarnation)
+            return self._start(node, host, pod, label)
+        if label != self.acted.get(name):
+            self.acted[name] = label
+            return self._apply(node, host, pod, label)
+        return self._finish_switch(node, host, pod)
+
+    def _start(self, node, host, pod, label):
+        name = node["metadata"]["name"]
+        self.acted[name] = label
+        self.switching.pop(name, None)
+        return self._apply(node, host, pod, label)
+
+    def _default_mode(self, pod, host):
+        env = {e.get("name"): e.get("value") for c in (pod.get("spec") or {}).get("containers") or []
+               for e in c.get("env") or []}
+        return env.get("DEFAULT_CC_MODE", "on") if host_cc_enabled(host) else "off"
+
+    def _apply(self, node, host, pod, label):
+        name = node["metadata"]["name"]
+        mode = label or self._default_mode(pod, host)
+        action, detail = cc_plan(mode, host.gpus)
+        if self.world.fault("cc-manager-crash-loop", node=name):
+            action, detail = "exit", "GPU {0} cannot take CC mode {1!r} (fault injected)".format(
+                host.gpus[0]["pci_address"], mode)
+        if action == "exit":
+            self.switching.pop(name, None)
+            return self._crash(pod, detail)
+        if action in ("skip", "label"):
             self.switching.pop(name, None)
             self._pause(node, False)
-            self._publish(node, state, pod, None)
+            if action == "label":
+                self._publish(node, detail)
             return None
-        if state == "failed" and current == "failed" and name not in self.switching:
-            return None  # settled on the failure: cc-manager acts again only on a new label
+        duration = float(self.world.timings.get("cc_mode_switch", 1.0))
+        self.switching[name] = (detail, time.monotonic() + duration)
+        self._pause(node, True)
+        return duration or 0.01
+
+    def _finish_switch(self, node, host, pod):
+        name = node["metadata"]["name"]
         started = self.switching.get(name)
-        if started is None or started[0] != mode:
-            self.switching[name] = (mode, time.monotonic() + float(self.world.timings.get("cc_mode_switch", 1.0)))
-            self._pause(node, True)
-            return float(self.world.timings.get("cc_mode_switch", 1.0)) or 0.01
-        remaining = started[1] - time.monotonic()
+        if started is None:
+            return None
+        state, deadline = started
+        remaining = deadline - time.monotonic()
         if remaining > 0:
             return remaining
         if self.world.fault("cc-mode-switch-hangs", node=name):
             return None  # the GPU reset never comes back: the state label keeps its old value
+        if self.world.fault("gpu-cc-stuck-failed", node=name):
+            state = "failed"  # a set or reset raised: _set_cc_mode_direct writes failed, the pod keeps running
         self.switching.pop(name, None)
         if state != "failed":
             for gpu in host.gpus:
                 gpu["cc_mode"] = state
             self.world.changed(host)
         self._pause(node, False)
-        self._publish(node, state, pod, reason)
+        self._publish(node, state)
         return None
 
     def _pause(self, node, pause):
@@ -592,45 +675,61 @@ class GpuNodeAgent(Controller):
         if patch:
             self.kube.merge_patch(path("v1", "nodes", node["metadata"]["name"]), {"metadata": {"labels": patch}})
 
-    def _publish(self, node, state, pod, reason):
+    def _publish(self, node, state):
         labels = node["metadata"].get("labels") or {}
         if labels.get(CC_MODE_STATE) != state or labels.get(CC_READY_STATE) != ready_state(state):
             self.kube.merge_patch(path("v1", "nodes", node["metadata"]["name"]), {"metadata": {"labels": {
                 CC_MODE_STATE: state, CC_READY_STATE: ready_state(state)}}})
             log.info("%s: %s=%s", node["metadata"]["name"], CC_MODE_STATE, state)
-        self._pod_health(pod, reason if state == "failed" else None)
 
-    def _pod_health(self, pod, failure):
-        """The cc-manager container crashes and restarts on a failure, as the real one does."""
+    def _crash(self, pod, message):
+        """The container exits 1; the kubelet restarts it after a back-off that doubles (10 s to 5 min on a
+        real kubelet; ``timings.crash_loop_backoff`` doubling here). Shown as restarted and not ready with
+        the exit in ``lastState``: the kubelet twin restarts a container left ``waiting``, so the
+        ``CrashLoopBackOff`` waiting state itself is not shown."""
         statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        node = pod["spec"]["nodeName"]
         if not statuses:
-            return
+            return 0.5
         cs = statuses[0]
-        last = ((cs.get("lastState") or {}).get("terminated") or {}).get("message")
-        if failure is None and cs.get("ready"):
-            return
-        if failure is not None and not cs.get("ready") and last == failure:
-            return
+        restarts = int(cs.get("restartCount", 0)) + 1
         ts = now()
-        if failure is None:
-            new = dict(cs, ready=True, started=True, state={"running": {"startedAt": ts}})
-            ready = {"type": "Ready", "status": "True", "lastTransitionTime": ts}
-        else:
-            new = dict(cs, ready=False, started=True, restartCount=int(cs.get("restartCount", 0)) + 1,
-                       state={"running": {"startedAt": ts}},
-                       lastState={"terminated": {"exitCode": 1, "reason": "Error", "message": failure,
-                                                 "startedAt": ts, "finishedAt": ts}})
-            ready = {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": ts,
-                     "message": "containers with unready status: [{0}]".format(cs.get("name"))}
+        new = dict(cs, ready=False, started=True, restartCount=restarts, state={"running": {"startedAt": ts}},
+                   lastState={"terminated": {"exitCode": 1, "reason": "Error", "message": message,
+                                             "startedAt": ts, "finishedAt": ts}})
+        ready = {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": ts,
+                 "message": "containers with unready status: [{0}]".format(cs.get("name"))}
+        self._patch_container(pod, new, ready)
+        self.incarnations.setdefault(node, set()).add((pod["metadata"]["uid"], restarts, ts))
+        backoff = float(self.world.timings.get("crash_loop_backoff", 1.0)) * 2 ** min(restarts - 1, 5)
+        self.restart_at[node] = (pod["metadata"]["uid"], time.monotonic() + backoff)
+        log.info("%s: cc-manager exited (%s); restart %d in %.1fs", node, message, restarts, backoff)
+        return backoff
+
+    def _container_up(self, pod):
+        cs = ((pod.get("status") or {}).get("containerStatuses") or [{}])[0]
+        ts = now()
+        new = dict(cs, ready=True, started=True, state={"running": {"startedAt": ts}})
+        self._patch_container(pod, new, {"type": "Ready", "status": "True", "lastTransitionTime": ts})
+        return pod["metadata"]["uid"], int(cs.get("restartCount", 0)), ts
+
+    def _patch_container(self, pod, status, ready):
         meta = pod["metadata"]
         try:
             self.kube.request("PATCH", path("v1", "pods", meta["name"], meta["namespace"], subresource="status"),
-                              {"status": {"containerStatuses": [new], "conditions": [
+                              {"status": {"containerStatuses": [status], "conditions": [
                                   ready, dict(ready, type="ContainersReady")]}},
                               content_type="application/strategic-merge-patch+json")
         except ApiError as exc:
             if exc.status != 404:
                 raise
+
+
+def _incarnation(pod):
+    """One run of the pod's container: a new pod, a restart or a kubelet start each make a new one."""
+    cs = ((pod.get("status") or {}).get("containerStatuses") or [{}])[0]
+    started = ((cs.get("state") or {}).get("running") or {}).get("startedAt")
+    return pod["metadata"]["uid"], int(cs.get("restartCount", 0)), started
 
 
 class OperandWorkload(workloads.Workload):

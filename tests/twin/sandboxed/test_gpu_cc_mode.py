@@ -133,7 +133,7 @@ def test_failed_and_hanging_switches_report_node_state_and_pod(gpus, run_playboo
         assert failed["failed"]
         assert "node worker-0: nvidia.com/cc.mode.state is 'failed'" in failed["msg"], failed["msg"]
         assert f"cc-manager pod {GPU_NAMESPACE}/nvidia-cc-manager-" in failed["msg"]
-        assert "not ready" in failed["msg"] and "fault injected" in failed["msg"]
+        assert "restarts 0" in failed["msg"]  # a set/reset error writes failed; cc-manager keeps running
         # a second run does not wait for a cc-manager that will not act again
         assert "acts again only when the label changes" in run.result("again")["msg"]
         hangs = run.result("hangs")["msg"]
@@ -145,3 +145,25 @@ def test_failed_and_hanging_switches_report_node_state_and_pod(gpus, run_playboo
             kube.merge_patch(path("v1", "nodes", n), {"metadata": {"labels": {"nvidia.com/cc.mode": "on"}}})
         wait_for(kube, NODES, lambda items: all(
             items[n]["metadata"]["labels"].get("nvidia.com/cc.mode.state") == "on" for n in WORKERS), timeout=30)
+
+
+@pytest.mark.xfail(strict=True, reason="gpu_cc_mode fails fast only on cc.mode.state=failed; a crash-looping cc-manager "
+                                      "(GPU that cannot take the mode) writes no label, so it waits out its timeout")
+def test_crash_looping_cc_manager_fails_fast(gpus, run_playbook):
+    kube = gpus.kube
+    try:
+        gpus.set_faults([{"kind": "cc-manager-crash-loop", "node": "worker-0"}])
+        started = time.monotonic()
+        run = run_playbook(play(cc("crash", register="crash", mode="off", nodes=["worker-0"], timeout=60)),
+                           env=gpus.env())
+        elapsed = time.monotonic() - started
+        crash = run.result("crash")
+        assert crash["failed"]
+        assert elapsed < 40, f"took {elapsed:.0f}s: {crash['msg']}"
+        assert "cc-manager on worker-0 is crash-looping" in crash["msg"], crash["msg"]
+        assert "cannot take CC mode 'off'" in crash["msg"] and "restarts 0" not in crash["msg"]
+    finally:
+        gpus.set_faults([])
+        kube.merge_patch(path("v1", "nodes", "worker-0"), {"metadata": {"labels": {"nvidia.com/cc.mode": "on"}}})
+        wait_for(kube, NODES, lambda items: items["worker-0"]["metadata"]["labels"].get("nvidia.com/cc.mode.state")
+                 == "on", timeout=60)

@@ -87,16 +87,11 @@ def test_cc_manager_modes_as_the_real_one(policy):
             _set_mode(kube, node, mode)
             wait_for(kube, NODES, lambda items: _state(items, node) == expected, timeout=30,
                      what=f"{node} in mode {mode}")
-        # The node label and the pod's crash are two writes: wait for the pod's, too.
-        crashed = wait_for(kube, path("v1", "pods", namespace=GPU_NAMESPACE),
-                           lambda items: any(not s.get("ready") and s.get("restartCount", 0) >= 1
-                                             for p in items.values()
-                                             for s in (p.get("status") or {}).get("containerStatuses") or []),
-                           labelSelector="name=nvidia-cc-manager", fieldSelector=f"spec.nodeName={node}", timeout=30,
-                           what=f"the cc-manager pod on {node} crashing")
-        status = next(iter(crashed.values()))["status"]["containerStatuses"][0]
-        assert status["ready"] is False and status["restartCount"] >= 1
-        assert "invalid CC mode 'bogus'" in status["lastState"]["terminated"]["message"]
+        # an unknown mode gets as far as the GPU set, which errors: failed, and the pod keeps running
+        pod = next(iter(kube.list(path("v1", "pods", namespace=GPU_NAMESPACE), labelSelector="name=nvidia-cc-manager",
+                                  fieldSelector=f"spec.nodeName={node}")["items"]))
+        assert pod["status"]["containerStatuses"][0]["ready"] is True
+        assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
         _set_mode(kube, node, "on")
         wait_for(kube, NODES, lambda items: _state(items, node) == ("on", "true"), timeout=30)
         pods = wait_for(kube, path("v1", "pods", namespace=GPU_NAMESPACE),
@@ -134,6 +129,37 @@ def test_faults_stuck_failed_and_hanging_switch(policy):
 
 
 @pytest.mark.twin
+def test_cc_manager_crash_loops_without_writing_failed(policy):
+    """A GPU that cannot take the mode: exit(1) before any label (k8s-cc-manager v0.4.3 set_cc_mode), restarts."""
+    kube = policy.kube
+    node = "worker-1"
+    pods = path("v1", "pods", namespace=GPU_NAMESPACE)
+    selector = dict(labelSelector="name=nvidia-cc-manager", fieldSelector=f"spec.nodeName={node}")
+    try:
+        policy.set_faults([{"kind": "cc-manager-crash-loop", "node": node}])
+        _set_mode(kube, node, "off")
+        crashed = wait_for(kube, pods, lambda items: any(
+            s.get("restartCount", 0) >= 2 and not s.get("ready")
+            for p in items.values() for s in p["status"].get("containerStatuses") or []), timeout=30,
+            what="cc-manager restarting", **selector)
+        status = next(iter(crashed.values()))["status"]["containerStatuses"][0]
+        assert status["lastState"]["terminated"]["exitCode"] == 1
+        assert "cannot take CC mode 'off'" in status["lastState"]["terminated"]["message"]
+        # no failed label: the state is what it was before
+        assert _state({n["metadata"]["name"]: n for n in kube.list(NODES)["items"]}, node) == ("on", "true")
+        policy.set_faults([])
+        # the next restart applies the label
+        wait_for(kube, NODES, lambda items: _state(items, node) == ("off", "false"), timeout=30)
+        up = wait_for(kube, pods, lambda items: all(p["status"]["containerStatuses"][0]["ready"]
+                                                    for p in items.values()), timeout=30, **selector)
+        assert next(iter(up.values()))["status"]["containerStatuses"][0]["restartCount"] >= 2
+    finally:
+        policy.set_faults([])
+        _set_mode(kube, node, None)
+        wait_for(kube, NODES, lambda items: _state(items, node) == ("on", "true"), timeout=60)
+
+
+@pytest.mark.twin
 def test_workload_override_label_and_invalid_value(policy):
     kube = policy.kube
     node = "worker-2"
@@ -153,16 +179,19 @@ def test_workload_override_label_and_invalid_value(policy):
 # -- pure parts of the twin ------------------------------------------------------------------------
 
 
-def test_cc_outcome_follows_gpu_capability():
-    h100 = {"pci_address": "0000:18:00.0", "cc_capable": True, "architecture": "Hopper"}
+def test_cc_plan_follows_k8s_cc_manager():
+    h100 = {"pci_address": "0000:18:00.0", "cc_capable": True, "architecture": "Hopper", "cc_mode": "off"}
     a100 = {"pci_address": "0000:38:00.0", "cc_capable": False, "architecture": "Ampere"}
-    rtx = {"pci_address": "0000:58:00.0", "cc_capable": True, "architecture": "Blackwell"}
-    assert gpuop.cc_outcome("on", [h100]) == ("on", None)
-    assert gpuop.cc_outcome("off", [a100]) == ("off", None)
-    assert gpuop.cc_outcome("on", [h100, a100])[0] == "failed"
-    assert "0000:38:00.0" in gpuop.cc_outcome("devtools", [a100])[1]
-    assert gpuop.cc_outcome("ppcie", [h100]) == ("ppcie", None)
-    assert gpuop.cc_outcome("ppcie", [rtx])[0] == "failed"  # Blackwell uses "on" for multi-GPU
+    rtx = {"pci_address": "0000:58:00.0", "cc_capable": True, "architecture": "Blackwell", "cc_mode": "on"}
+    assert gpuop.cc_plan("on", [h100]) == ("switch", "on")
+    assert gpuop.cc_plan("on", [rtx]) == ("label", "on")  # already there: no reset
+    assert gpuop.cc_plan("off", [a100]) == ("label", "off")  # nothing CC-capable: reports off
+    assert gpuop.cc_plan("on", [h100, a100])[0] == "exit"  # exits before any label: a crash loop
+    assert "0000:38:00.0" in gpuop.cc_plan("devtools", [a100])[1]
+    assert gpuop.cc_plan("ppcie", [h100]) == ("switch", "ppcie")
+    assert gpuop.cc_plan("ppcie", [rtx])[0] == "exit"  # Blackwell uses "on" for multi-GPU
+    assert gpuop.cc_plan("bogus", [h100]) == ("switch", "failed")  # the set errors: the one path to failed
+    assert gpuop.cc_plan("", [h100]) == ("skip", None) and gpuop.cc_plan("on", []) == ("skip", None)
     assert gpuop.ready_state("ppcie") == "true" and gpuop.ready_state("devtools") == ""
 
 
