@@ -93,3 +93,43 @@ def test_mixed_vendors_and_two_tee_types_fail_before_any_rule(mixed_twin, run_pl
     assert tee.rc != 0
     assert "target nodes show 2 TEE types (SNP: worker-snp-0; TDX: worker-tdx-0)" in task(
         tee, "Wait for NFD to label the target nodes with their CPU vendor")["msg"]
+
+
+NOKEYS = {
+    "name": "nfd-tdx-nokeys",
+    "description": "an Intel TDX worker whose kernel reports no TDX keys (no misc cgroup 'tdx' capacity)",
+    "openshift": {"version": "4.21.9", "platform": "BareMetal"},
+    "nodes": [
+        {"name": "master-0", "roles": ["control-plane", "master"], "cpu": {"vendor": "intel"}},
+        {"name": "worker-0", "cpu": {"vendor": "intel"}, "tee": {"type": "tdx", "total_keys": None},
+         "kernel_cmdline": "BOOT_IMAGE=(hd0,gpt3)/ostree/rhcos/vmlinuz rw kvm_intel.tdx=1 intel_iommu=on root=UUID=twin"},
+    ],
+    "timings": {"nfd_relabel": 0.2},
+}
+
+
+@pytest.fixture
+def nokeys_twin(tmp_path, twin_crds):
+    from tests.conftest import TwinHandle
+    from twin import profile as profiles
+
+    cluster = Cluster("test-nfd-role-nokeys", tmp_path / "state")
+    cluster.up(profiles.expand(NOKEYS), conformance=twin_crds, log=lambda msg: None)
+    try:
+        yield TwinHandle(cluster, "nfd-tdx-nokeys")
+    finally:
+        assert cluster.down() == []
+
+
+@pytest.mark.xfail(strict=True, reason="the role accepts a TDX node without tdx.intel.com/keys: kata-cc pods never schedule")
+def test_tdx_node_without_keys_is_refused(nokeys_twin, run_playbook):
+    """NFD gives the TDX labels but no tdx.intel.com/keys when the kernel reports no tdx.total_keys
+    (source/cpu/security_amd64.go discoverSecurity; nfd-master drops an extended resource whose @ value is
+    missing); OSC's TDX RuntimeClass asks every pod VM for one key, so such a node can never run one."""
+    run = run_playbook(PLAY, env=nokeys_twin.env(), extra_vars={"nfd_require_tee": True, "nfd_timeout": 120})
+    node = nokeys_twin.kube.get(path("v1", "nodes", "worker-0"))
+    assert node["metadata"]["labels"]["intel.feature.node.kubernetes.io/tdx"] == "true"
+    assert "tdx.intel.com/keys" not in node["status"]["capacity"]
+    assert run.rc != 0
+    message = task(run, "Refuse TEE nodes without the extended resource a pod VM takes")["msg"]
+    assert "worker-0: TDX is enabled but the node has no tdx.intel.com/keys" in message
