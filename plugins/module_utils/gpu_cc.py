@@ -33,7 +33,8 @@ DEFAULT_NODE_SELECTOR = "nvidia.com/gpu.present=true"
 __all__ = [
     "CC_MODES", "CC_MODE_LABEL", "CC_MODE_STATE_LABEL", "CC_READY_STATE_LABEL", "PGPU",
     "normalize_mode", "check_mode_request", "expected_ready_state", "node_cc", "plan", "pods_using_pgpu",
-    "blocking_pods_message", "progress", "pod_status_line", "failure_message",
+    "blocking_pods_message", "progress", "pod_status_line", "failure_message", "restart_baseline", "crash_loop",
+    "crash_message",
 ]
 
 
@@ -183,6 +184,47 @@ def pod_status_line(pod):
         if cond.get("type") == "Ready" and cond.get("status") != "True" and cond.get("message"):
             parts.append("Ready: " + cond["message"])
     return "; ".join(parts)
+
+
+def restart_baseline(pod):
+    """``(uid, restarts)`` of a cc-manager pod before the switch, to tell a crash since then from an old one."""
+    if not pod:
+        return None
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return (pod.get("metadata") or {}).get("uid"), sum(int(cs.get("restartCount") or 0) for cs in statuses)
+
+
+def crash_loop(pod, baseline=None):
+    """True when the cc-manager container exited with an error since ``baseline`` and is not back up.
+
+    A GPU that cannot take the mode (not CC-capable, or a device without PPCIe for ``ppcie``) makes
+    cc-manager exit before it writes any label (k8s-cc-manager ``set_cc_mode``/``set_ppcie_mode``
+    call ``sys.exit(1)``); the kubelet restarts it, it exits again: ``nvidia.com/cc.mode.state``
+    never changes, so only the pod tells. A restart that comes back ready is not a crash loop:
+    cc-manager re-applies the mode at every start.
+    """
+    if not pod:
+        return False
+    uid = (pod.get("metadata") or {}).get("uid")
+    before = baseline[1] if baseline and baseline[0] == uid else 0
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if int(cs.get("restartCount") or 0) <= before or cs.get("ready"):
+            continue
+        waiting = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        if waiting == "CrashLoopBackOff" or int(last.get("exitCode") or 0) != 0:
+            return True
+    return False
+
+
+def crash_message(mode, crashing, pods_by_node):
+    """The error for target nodes whose cc-manager crash-loops instead of switching to ``mode``."""
+    lines = ["cc-manager could not switch the GPU CC mode to {0!r}".format(mode)]
+    for node in sorted(crashing):
+        lines.append("cc-manager on {0} is crash-looping (it exits before writing {1}, as it does for a GPU that "
+                     "cannot take the mode): pod {2}".format(node, CC_MODE_STATE_LABEL,
+                                                              pod_status_line(pods_by_node.get(node))))
+    return ". ".join(lines)
 
 
 def failure_message(mode, failed, pods_by_node, seen=None, timeout=None):

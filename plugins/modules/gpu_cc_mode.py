@@ -18,6 +18,9 @@ description:
     of them.
   - When cc-manager reports C(failed), or the deadline passes, the module fails with the node, the state it saw and
     the status of that node's cc-manager pod (phase, readiness, restarts, last exit and its message).
+  - A GPU that cannot take the mode makes cc-manager exit before it writes any state, and crash-loop. The module
+    watches the cc-manager pods too and fails as soon as the one on a target node restarts with an error and is not
+    back up, instead of waiting for a state that never comes.
   - cc-manager resets the GPUs without draining anything. Before changing a node the module lists the pods that
     hold an C(nvidia.com/pgpu) there and refuses, naming them.
   - Refuses C(devtools) unless O(allow_devtools=true), because that mode leaves the GPUs' debug interfaces open and
@@ -136,8 +139,12 @@ msg:
   sample: "CC mode 'on' reached on worker-0, worker-1, worker-2 (label changed on worker-0)"
 """
 
+import queue
+import threading
+import time
+
 from ansible_collections.confidential.gpu.plugins.module_utils import gpu_cc
-from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule, CoreException
+from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule
 
 
 class GpuCcMode(CgpuModule):
@@ -197,6 +204,9 @@ class GpuCcMode(CgpuModule):
             self.fail_json(msg=refusal, blocking_pods=blocking, nodes=[self._public(e) for e in entries])
 
         changed_nodes = [e["name"] for e in entries if e["change_label"]]
+        baseline = {}
+        if self.params["wait"] and not self.check_mode:
+            baseline = {node: gpu_cc.restart_baseline(pod) for node, pod in self.cc_manager_pods(names).items()}
         diffs = []
         for entry in entries:
             entry["changed"] = entry["change_label"]
@@ -216,7 +226,7 @@ class GpuCcMode(CgpuModule):
                 else "CC mode {0!r} already in effect on {1}".format(mode, ", ".join(names))
             self.exit_json(**result)
 
-        final = self.wait_for(mode, names)
+        final = self.wait_for(mode, names, baseline)
         by_name = {(n.get("metadata") or {}).get("name"): n for n in final.values()}
         nodes = []
         for entry in entries:
@@ -233,30 +243,46 @@ class GpuCcMode(CgpuModule):
     def _public(entry):
         return {k: entry.get(k) for k in ("name", "mode_label", "state", "ready_state", "changed")}
 
-    def wait_for(self, mode, names):
-        outcome = {}
-
-        def condition(objects):
-            done, failed, seen = gpu_cc.progress(objects.values(), names, mode)
-            outcome["failed"], outcome["seen"] = failed, seen
-            return done or bool(failed), seen
-
+    def wait_for(self, mode, names, baseline):
+        """Watch nodes and pods until every target reports ``mode``; fail at ``failed``, a crash loop or the deadline."""
         timeout = self.params["timeout"]
+        deadline = time.monotonic() + timeout
+        events = queue.Queue()
+        stop = threading.Event()
+        started = False
         try:
-            objects = self.watch_until("v1", "Node", condition, timeout,
-                                       "{0} to become {1!r}".format(gpu_cc.CC_MODE_STATE_LABEL, mode))
-        except CoreException as exc:
-            if "Timed out" not in str(exc):
-                raise
-            nodes = self.list("v1", "Node")[0]
-            done, failed, seen = gpu_cc.progress(nodes, names, mode)
-            pending = [n for n in names if n not in failed]
-            self.fail_json(msg=gpu_cc.failure_message(mode, failed, self.cc_manager_pods(failed or pending),
-                                                      seen=seen, timeout=timeout))
-        if outcome.get("failed"):
-            failed = outcome["failed"]
-            self.fail_json(msg=gpu_cc.failure_message(mode, failed, self.cc_manager_pods(list(failed))))
-        return objects
+            while True:
+                nodes = self.list("v1", "Node")[0]
+                done, failed, seen = gpu_cc.progress(nodes, names, mode)
+                if done:
+                    return {(None, (n.get("metadata") or {}).get("name")): n for n in nodes}
+                if failed:
+                    self.fail_json(msg=gpu_cc.failure_message(mode, failed, self.cc_manager_pods(list(failed))))
+                pods = self.cc_manager_pods(names)
+                crashing = [n for n in names if gpu_cc.crash_loop(pods.get(n), baseline.get(n))]
+                if crashing:
+                    self.fail_json(msg=gpu_cc.crash_message(mode, crashing, pods))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.fail_json(msg=gpu_cc.failure_message(mode, {}, pods, seen=seen, timeout=timeout))
+                if not started:
+                    for api_version, kind in (("v1", "Node"), ("v1", "Pod")):
+                        threading.Thread(target=self.watch_into, args=(api_version, kind, events, stop, deadline),
+                                         daemon=True).start()
+                    started = True
+                try:
+                    item = events.get(timeout=max(0.1, remaining))
+                except queue.Empty:
+                    continue
+                while True:  # a burst of events: judge once, on the latest state
+                    if isinstance(item, Exception):
+                        raise item
+                    try:
+                        item = events.get_nowait()
+                    except queue.Empty:
+                        break
+        finally:
+            stop.set()
 
 
 def main():

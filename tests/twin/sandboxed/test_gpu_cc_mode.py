@@ -147,8 +147,6 @@ def test_failed_and_hanging_switches_report_node_state_and_pod(gpus, run_playboo
             items[n]["metadata"]["labels"].get("nvidia.com/cc.mode.state") == "on" for n in WORKERS), timeout=30)
 
 
-@pytest.mark.xfail(strict=True, reason="gpu_cc_mode fails fast only on cc.mode.state=failed; a crash-looping cc-manager "
-                                      "(GPU that cannot take the mode) writes no label, so it waits out its timeout")
 def test_crash_looping_cc_manager_fails_fast(gpus, run_playbook):
     kube = gpus.kube
     try:

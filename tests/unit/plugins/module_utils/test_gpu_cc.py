@@ -108,3 +108,25 @@ def test_failure_and_timeout_messages_name_node_state_and_pod():
     timeout = gpu_cc.failure_message("on", {}, {"w-0": None}, seen="w-0: off", timeout=30)
     assert timeout.startswith("Timed out after 30s") and "last seen: w-0: off" in timeout
     assert "no cc-manager pod on the node" in timeout
+
+
+def _cc_pod(uid="u1", restarts=0, ready=True, waiting=None, exit_code=None):
+    cs = {"name": "nvidia-cc-manager", "ready": ready, "restartCount": restarts,
+          "state": {"waiting": {"reason": waiting}} if waiting else {"running": {}}}
+    if exit_code is not None:
+        cs["lastState"] = {"terminated": {"exitCode": exit_code, "message": "Some GPUs are not cc-capable"}}
+    return {"metadata": {"name": "nvidia-cc-manager-x", "namespace": "nvidia-gpu-operator", "uid": uid},
+            "spec": {"nodeName": "worker-0"}, "status": {"phase": "Running", "containerStatuses": [cs]}}
+
+
+def test_crash_loop_counts_only_crashes_since_the_switch_began():
+    baseline = gpu_cc.restart_baseline(_cc_pod(restarts=2, ready=False, exit_code=1))
+    assert baseline == ("u1", 2)
+    assert not gpu_cc.crash_loop(_cc_pod(restarts=2, ready=False, exit_code=1), baseline)  # an old crash
+    assert gpu_cc.crash_loop(_cc_pod(restarts=3, ready=False, exit_code=1), baseline)
+    assert gpu_cc.crash_loop(_cc_pod(restarts=3, ready=False, waiting="CrashLoopBackOff"), baseline)
+    assert not gpu_cc.crash_loop(_cc_pod(restarts=3, ready=True, exit_code=1), baseline)  # restarted and back up
+    assert gpu_cc.crash_loop(_cc_pod(uid="u2", restarts=1, ready=False, exit_code=1), baseline)  # a new pod
+    assert not gpu_cc.crash_loop(None) and not gpu_cc.crash_loop(_cc_pod())
+    text = gpu_cc.crash_message("on", ["worker-0"], {"worker-0": _cc_pod(restarts=3, ready=False, exit_code=1)})
+    assert "cc-manager on worker-0 is crash-looping" in text and "restarts 3" in text and "not cc-capable" in text
