@@ -24,8 +24,20 @@ PACKAGES = {
                          "operator_group": "trustee-operator-group"},
 }
 
-# Conditions OLM sets on a Subscription that mean waiting longer will not help.
-BLOCKING_CONDITIONS = ("ResolutionFailed", "CatalogSourcesUnhealthy")
+# Subscription conditions after which OLM will not get further on its own (operator-framework-olm
+# release-4.21, catalog/operator.go syncResolvingNamespace): ConstraintsNotSatisfiable is not retried,
+# a Failed InstallPlan is never synced again, a failed bundle unpack waits for a periodic resync.
+# ErrorPreventedResolution is retried and CatalogSourcesUnhealthy is true for ANY unhealthy catalog in
+# the namespace or in openshift-marketplace, so neither of those ends a run.
+FATAL_CONDITIONS = {"ResolutionFailed": ("ConstraintsNotSatisfiable",), "InstallPlanFailed": None,
+                    "BundleUnpackFailed": None}
+
+# CSV reasons OLM does not recover from by itself (olm/operator.go transitionCSVState): NoRetry is
+# never synced again; the OperatorGroup ones wait for someone to fix the OperatorGroups. Any other
+# Failed CSV is retried: back to Succeeded when its deployments become healthy, or Pending to reinstall.
+TERMINAL_CSV_REASONS = ("InstallComponentFailedNoRetry", "NoOperatorGroup", "TooManyOperatorGroups",
+                        "UnsupportedOperatorGroup")
+OPERATOR_GROUP_REASONS = TERMINAL_CSV_REASONS[1:]
 
 
 class OlmError(Exception):
@@ -166,12 +178,37 @@ def subscription_conflict(existing, package, source):
     return None
 
 
-def blocking_condition(subscription):
-    """The message of a condition that says OLM cannot resolve this Subscription, or None."""
+def fatal_condition(subscription):
+    """``(type, text)`` of a condition after which OLM will not get further by itself, or None."""
     for condition in ((subscription or {}).get("status") or {}).get("conditions") or []:
-        if condition.get("type") in BLOCKING_CONDITIONS and condition.get("status") == "True":
-            return "{0}: {1}".format(condition.get("type"), condition.get("message") or condition.get("reason"))
+        ctype = condition.get("type")
+        if ctype not in FATAL_CONDITIONS or condition.get("status") != "True":
+            continue
+        reasons = FATAL_CONDITIONS[ctype]
+        if reasons is None or condition.get("reason") in reasons:
+            return ctype, "{0}: {1}{2}".format(
+                ctype, condition.get("reason") or "True", ": " + condition["message"] if condition.get("message") else "")
     return None
+
+
+def recovery_steps(namespace, subscription, csvs, plans):
+    """The documented recovery of a failing Subscription, in its order, as one sentence.
+
+    OpenShift docs "Refreshing failing subscriptions" (Operators > troubleshooting): delete the
+    Subscription first (else OLM recreates what is deleted next), then the CSV and the InstallPlans,
+    then create the Subscription again. Deleting only the Subscription leaves a CSV that no new
+    Subscription may adopt.
+    """
+    parts = ["delete Subscription {0}/{1}".format(namespace, subscription)]
+    rest = []
+    if csvs:
+        rest.append("CSV " + ", ".join(sorted(csvs)))
+    if plans:
+        rest.append("InstallPlan " + ", ".join(sorted(plans)))
+    if rest:
+        parts.append("then " + " and ".join(rest))
+    parts.append("then create the Subscription again (never only the Subscription)")
+    return ", ".join(parts)
 
 
 def describe_subscription(subscription):
@@ -243,7 +280,10 @@ def refusal_message(plan, verdict, allowed):
 
 
 def csv_state(csv):
-    """(``succeeded``|``failed``|``installing``|``absent``, one-line description) of a CSV."""
+    """(``succeeded``|``failed``|``retrying``|``installing``|``absent``, one-line description) of a CSV.
+
+    ``failed`` is a Failed CSV OLM will not recover by itself; ``retrying`` one it keeps working on.
+    """
     if csv is None:
         return "absent", "CSV not created yet"
     status = csv.get("status") or {}
@@ -254,8 +294,17 @@ def csv_state(csv):
     if phase == "Succeeded":
         return "succeeded", text
     if phase == "Failed":
-        return "failed", text
+        if status.get("reason") in TERMINAL_CSV_REASONS:
+            return "failed", text
+        return "retrying", text + ", OLM retries it"
     return "installing", text
+
+
+def plans_naming(plans, csvs):
+    """Names of the InstallPlans that name any of ``csvs``."""
+    wanted = set(csvs)
+    return sorted(p["metadata"]["name"] for p in plans
+                  if wanted & set(((p.get("spec") or {}).get("clusterServiceVersionNames") or [])))
 
 
 def owned_kinds(csv):

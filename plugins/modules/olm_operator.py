@@ -20,8 +20,17 @@ description:
   - It approves an InstallPlan only when the plan names exactly the pinned CSV (or a step of the upgrade towards
     it) and nothing else. OLM resolves all Subscriptions of a namespace into one InstallPlan, so a plan that would
     also install or upgrade another operator is refused, and the error names the extra CSVs.
-  - It waits by watching the Subscription and the ClusterServiceVersion (no polling) until the CSV has
-    succeeded, or fails at the deadline with what it saw last.
+  - It waits by watching the Subscription, the InstallPlan and the ClusterServiceVersion (no polling) until the
+    CSV has succeeded, or fails at the deadline with what it saw last.
+  - A Failed CSV is not the end, OLM keeps working on it (Succeeded again once its deployments are healthy, or
+    Pending to reinstall), so the module waits through it. It fails at once only where OLM will not get further by
+    itself - a CSV C(InstallComponentFailedNoRetry) or failed for its OperatorGroup, an InstallPlan C(Failed),
+    C(BundleUnpackFailed), C(ResolutionFailed) with C(ConstraintsNotSatisfiable) - naming the reason.
+    C(ErrorPreventedResolution) and C(CatalogSourcesUnhealthy) are retried by OLM (an unhealthy catalog that this
+    operator does not use sets both), so the module waits them out; the targeted catalog is checked up front.
+  - A Subscription stuck that way is recovered as OpenShift documents it - delete the Subscription, then its CSV
+    and InstallPlans, then create the Subscription again - when O(recover_failed=true); otherwise the error
+    names these steps.
   - Upgrading is changing O(version); the module approves the InstallPlans up to that version and no further.
   - With O(state=absent) it deletes the Subscription, then the operator's CSVs, then its OperatorGroup (kept
     while other Subscriptions remain in the namespace). It does not delete operands (custom resources the
@@ -99,6 +108,15 @@ options:
       - Seconds to wait for OLM (InstallPlan, then CSV C(Succeeded)), for all upgrade steps together.
     type: int
     default: 600
+  recover_failed:
+    description:
+      - When the Subscription found at the start has a Failed CSV (other than for its OperatorGroup), a Failed
+        InstallPlan or C(BundleUnpackFailed), delete the Subscription, then that CSV and the InstallPlans naming
+        it, and create the Subscription again (the documented recovery; deleting only the Subscription would
+        leave a CSV that a new Subscription cannot adopt). Operands are not touched.
+      - Without it, such a Subscription makes the run wait for OLM and end with these steps in the error.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -200,8 +218,9 @@ pending_upgrade:
   type: str
   sample: gpu-operator-certified.v26.3.3
 removed:
-  description: Objects deleted (or that would be, in check mode) with O(state=absent), as C(Kind namespace/name).
-  returned: when state is absent
+  description: Objects deleted (or that would be, in check mode) with O(state=absent) or by O(recover_failed),
+    as C(Kind namespace/name).
+  returned: when state is absent or a recovery ran
   type: list
   elements: str
 """
@@ -236,6 +255,7 @@ ARGUMENT_SPEC = {
     "operator_group": {"type": "str"},
     "subscription": {"type": "str"},
     "timeout": {"type": "int", "default": 600},
+    "recover_failed": {"type": "bool", "default": False},
 }
 
 
@@ -253,6 +273,8 @@ class OlmOperator(CgpuModule):
         self.sub_name = p["subscription"] or self.package
         self.changed = False
         self.diffs = []
+        self.removed = []
+        self.missing_plans = set()
         self.deadline = time.monotonic() + p["timeout"]
         try:
             if p["state"] == "absent":
@@ -310,6 +332,9 @@ class OlmOperator(CgpuModule):
         conflict = olm_state.subscription_conflict(existing_sub, self.package, self.source)
         if conflict:
             raise OlmError(conflict + "; choose another subscription name")
+        self.removed = []
+        if existing_sub is not None and p["recover_failed"] and self.stuck(existing_sub):
+            existing_sub = self.recover(existing_sub)
         installed = ((existing_sub or {}).get("status") or {}).get("installedCSV")
         pin_csv, pin_version = p["csv"], p["version"]
         if not pin_csv and not pin_version and installed:
@@ -341,6 +366,8 @@ class OlmOperator(CgpuModule):
             target["csv"], p["approval"]), existing_sub)
 
         base = {"csv": target["csv"], "channel": target["channel"], "approved_install_plans": []}
+        if self.removed:
+            base["removed"] = self.removed
         if self.check_mode:
             self.exit_json(**self.result(**self.predict(existing_sub, target, steps, base)))
         if p["approval"] == "Automatic":
@@ -366,14 +393,17 @@ class OlmOperator(CgpuModule):
                 continue  # OLM moved on by itself (someone approved, or Automatic before)
             plan = self.get(OLM, "InstallPlan", status["installPlanRef"]["name"], self.namespace)
             if plan is None:
-                raise OlmError("Subscription {0}/{1} points at InstallPlan {2}, which does not exist: {3}".format(
-                    self.namespace, self.sub_name, status["installPlanRef"]["name"], olm_state.describe_subscription(sub)))
+                # OLM notices (InstallPlanNotFound): an UpgradePending Subscription loses the reference and is
+                # resolved again into a new plan. Wait for a reference to another plan.
+                self.missing_plans.add(status["installPlanRef"]["name"])
+                continue
             verdict = olm_state.install_plan_verdict(plan, allowed)
             if verdict["action"] == "refuse":
                 raise OlmError(olm_state.refusal_message(plan, verdict, allowed))
             if verdict["action"] == "approve":
                 self.approve(plan)
                 base["approved_install_plans"].append(plan["metadata"]["name"])
+            self.wait_plan(plan["metadata"]["name"])
             step = [c for c in verdict["csvs"] if c in allowed][0]
             csv = self.wait_csv(step)
             if step == target["csv"]:
@@ -390,13 +420,76 @@ class OlmOperator(CgpuModule):
     def offers_step(self, sub, installed):
         """Done when OLM has moved past ``installed`` or points at an InstallPlan for the next CSV."""
         status = sub.get("status") or {}
-        if olm_state.blocking_condition(sub):
-            raise OlmError("OLM cannot resolve Subscription {0}/{1}: {2}".format(
-                self.namespace, self.sub_name, olm_state.blocking_condition(sub)))
         if status.get("installedCSV") != installed:
             return True
         return bool(status.get("installPlanRef")) and status.get("currentCSV") not in (None, installed) \
-            and status.get("state") == "UpgradePending"
+            and status.get("state") == "UpgradePending" and status["installPlanRef"].get("name") not in self.missing_plans
+
+    def fail_on_condition(self, sub):
+        """Raise when the Subscription carries a condition OLM will not get past by itself."""
+        fatal = olm_state.fatal_condition(sub)
+        if fatal is None:
+            return
+        ctype, text = fatal
+        status = sub.get("status") or {}
+        if ctype == "ResolutionFailed":
+            raise OlmError("OLM cannot resolve Subscription {0}/{1}: {2}".format(self.namespace, self.sub_name, text))
+        plan = (status.get("installPlanRef") or {}).get("name")
+        hint = ""
+        if ctype == "InstallPlanFailed" and plan:
+            hint = "; delete InstallPlan {0}/{1} so that OLM resolves the Subscription again, or".format(
+                self.namespace, plan)
+        elif ctype == "BundleUnpackFailed":
+            hint = "; check the bundle unpack Jobs in {0} and the cluster's pull access to the bundle image, " \
+                   "then".format(olm_state.MARKETPLACE)
+        raise OlmError("Subscription {0}/{1}: {2}{3} {4}".format(
+            self.namespace, self.sub_name, text, hint or ";", self.recovery_text(sub)))
+
+    def recovery_text(self, sub, csvs=None):
+        status = (sub or {}).get("status") or {}
+        csvs = sorted(set(csvs or [c for c in (status.get("installedCSV"), status.get("currentCSV")) if c]))
+        plans = self.list(OLM, "InstallPlan", namespace=self.namespace)[0]
+        names = set(olm_state.plans_naming(plans, csvs))
+        if (status.get("installPlanRef") or {}).get("name") in {p["metadata"]["name"] for p in plans}:
+            names.add(status["installPlanRef"]["name"])
+        return "the documented recovery: {0}; or run again with recover_failed: true".format(
+            olm_state.recovery_steps(self.namespace, self.sub_name, csvs, sorted(names)))
+
+    # -- recovery of a stuck Subscription -------------------------------------------------------------
+
+    def stuck(self, sub):
+        """True when OLM will not finish this Subscription by itself (Failed CSV, plan or unpack)."""
+        fatal = olm_state.fatal_condition(sub)
+        if fatal and fatal[0] in ("InstallPlanFailed", "BundleUnpackFailed"):
+            return True
+        status = sub.get("status") or {}
+        for name in {c for c in (status.get("installedCSV"), status.get("currentCSV")) if c}:
+            csv = self.get(OLM, "ClusterServiceVersion", name, self.namespace)
+            csv_status = (csv or {}).get("status") or {}
+            if csv_status.get("phase") == "Failed" and csv_status.get("reason") not in olm_state.OPERATOR_GROUP_REASONS:
+                return True
+        return False
+
+    def recover(self, sub):
+        """Subscription first (so OLM recreates nothing), then its CSVs and InstallPlans; the caller recreates it."""
+        status = sub.get("status") or {}
+        csvs = {c["metadata"]["name"] for c in self.list(
+            OLM, "ClusterServiceVersion", namespace=self.namespace,
+            label_selector=olm_state.operator_label(self.package, self.namespace))[0]}
+        csvs.update(c for c in (status.get("installedCSV"), status.get("currentCSV"))
+                    if c and self.get(OLM, "ClusterServiceVersion", c, self.namespace) is not None)
+        plans = self.list(OLM, "InstallPlan", namespace=self.namespace)[0]
+        names = set(olm_state.plans_naming(plans, csvs))
+        if (status.get("installPlanRef") or {}).get("name") in {p["metadata"]["name"] for p in plans}:
+            names.add(status["installPlanRef"]["name"])
+        self.warn("recover_failed: recreating Subscription {0}/{1} ({2})".format(
+            self.namespace, self.sub_name, olm_state.describe_subscription(sub)))
+        self.delete(OLM, "Subscription", self.sub_name, self.removed)
+        for name in sorted(csvs):
+            self.delete(OLM, "ClusterServiceVersion", name, self.removed)
+        for name in sorted(names):
+            self.delete(OLM, "InstallPlan", name, self.removed)
+        return None
 
     def predict(self, existing_sub, target, steps, base):
         """Check mode: which InstallPlan would be approved, without writing or waiting."""
@@ -464,20 +557,56 @@ class OlmOperator(CgpuModule):
             sub = objects.get((self.namespace, self.sub_name))
             if sub is None:
                 return False, "Subscription {0}/{1} not found".format(self.namespace, self.sub_name)
+            self.fail_on_condition(sub)
             return predicate(sub), olm_state.describe_subscription(sub)
 
         objects = self.watch("Subscription", condition, "Subscription {0}/{1} to show {2}".format(
             self.namespace, self.sub_name, what), self.sub_name)
         return objects[(self.namespace, self.sub_name)]
 
+    def wait_plan(self, name):
+        """Until the approved InstallPlan is Complete; a Failed one is never retried by OLM."""
+        def condition(objects):
+            plan = objects.get((self.namespace, name))
+            status = (plan or {}).get("status") or {}
+            if plan is not None and status.get("phase") == "Failed":
+                cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Installed"), {})
+                sub = self.get(OLM, "Subscription", self.sub_name, self.namespace)
+                raise OlmError("Subscription {0}/{1}: InstallPlanFailed: {2}: {3}; delete InstallPlan {0}/{4} so that "
+                               "OLM resolves the Subscription again, or {5}".format(
+                                   self.namespace, self.sub_name, cond.get("reason") or "InstallPlanFailed",
+                                   cond.get("message") or status.get("message") or "", name, self.recovery_text(sub)))
+            # Gone (OLM keeps the newest five plans) counts as done: the CSV is what is waited for next.
+            return plan is None or status.get("phase") == "Complete", "InstallPlan {0} {1}".format(
+                name, status.get("phase") or "(no phase yet)")
+
+        self.watch("InstallPlan", condition, "InstallPlan {0}/{1} to complete".format(self.namespace, name), name)
+
     def wait_csv(self, name):
+        last = {}
+
         def condition(objects):
             state, text = olm_state.csv_state(objects.get((self.namespace, name)))
+            last["state"] = state
             if state == "failed":
-                raise OlmError("{0}; see the operator's pods and events in {1}".format(text, self.namespace))
+                reason = ((objects[(self.namespace, name)].get("status") or {}).get("reason"))
+                if reason in olm_state.OPERATOR_GROUP_REASONS:
+                    raise OlmError("{0}; fix the OperatorGroups in {1} (exactly one, targeting namespaces the CSV's "
+                                   "install modes support)".format(text, self.namespace))
+                sub = self.get(OLM, "Subscription", self.sub_name, self.namespace)
+                raise OlmError("{0}; OLM does not retry it: see the operator's pods and events in {1}, then {2}".format(
+                    text, self.namespace, self.recovery_text(sub, [name])))
             return state == "succeeded", text
 
-        objects = self.watch("ClusterServiceVersion", condition, "CSV {0}/{1} to succeed".format(self.namespace, name), name)
+        try:
+            objects = self.watch("ClusterServiceVersion", condition, "CSV {0}/{1} to succeed".format(
+                self.namespace, name), name)
+        except OlmError as exc:
+            if last.get("state") != "retrying" or not str(exc).startswith("Timed out"):
+                raise
+            sub = self.get(OLM, "Subscription", self.sub_name, self.namespace)
+            raise OlmError("{0}; see the operator's pods and events in {1}; if it stays Failed, {2}".format(
+                exc, self.namespace, self.recovery_text(sub, [name])))
         return objects[(self.namespace, name)]
 
     # -- absent -----------------------------------------------------------------------------------
@@ -523,8 +652,14 @@ class OlmOperator(CgpuModule):
 
     def delete(self, api_version, kind, name, removed):
         header = "{0} {1}/{2}".format(kind, self.namespace, name)
-        self.ensure({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": self.namespace}},
-                    state="absent")
+        try:
+            self.ensure({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": self.namespace}},
+                        state="absent")
+        except CoreException as exc:
+            # Gone between the read and the delete: the garbage collector removes InstallPlans whose
+            # owning Subscription was deleted a moment ago. That is the state asked for.
+            if '"reason":"NotFound"' not in str(exc).replace(" ", ""):
+                raise
         removed.append(header)
         self.record(header, {"kind": kind, "metadata": {"name": name, "namespace": self.namespace}}, {})
 

@@ -78,10 +78,8 @@ def test_shared_install_plan_is_refused_naming_the_other_csv(twin, namespace, ol
 
 
 RECOVERY = "delete Subscription {ns}/trustee-operator, then CSV trustee-operator.v1.2.1 and InstallPlan"
-NOT_FIXED = "olm_operator treats every Failed CSV as fatal and ignores InstallPlanFailed/BundleUnpackFailed (issue 13)"
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_FIXED)
 def test_stuck_failed_csv_ends_at_the_deadline_naming_the_documented_recovery(twin, namespace, olm_operator):
     """OLM keeps a CSV whose deployment is past its deadline Failed and retries; the module waits, then says what to do."""
     twin.set_faults([{"kind": "csv-failed", "package": "trustee-operator", "namespace": namespace}])
@@ -97,7 +95,6 @@ def test_stuck_failed_csv_ends_at_the_deadline_naming_the_documented_recovery(tw
     assert "recover_failed: true" in result["msg"]
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_FIXED)
 def test_temporarily_failed_csv_is_waited_through(twin, namespace, olm_operator):
     twin.set_faults([{"kind": "csv-failed", "package": "trustee-operator", "namespace": namespace, "once": True}])
     try:
@@ -108,7 +105,6 @@ def test_temporarily_failed_csv_is_waited_through(twin, namespace, olm_operator)
     assert result["csv_phase"] == "Succeeded"
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_FIXED)
 def test_no_retry_fails_fast_and_recover_failed_performs_the_recovery(twin, namespace, olm_operator):
     twin.set_faults([{"kind": "csv-failed", "package": "trustee-operator", "namespace": namespace,
                       "reason": "InstallComponentFailedNoRetry"}])
@@ -132,7 +128,6 @@ def test_no_retry_fails_fast_and_recover_failed_performs_the_recovery(twin, name
     assert twin.kube.get(csvs + "/trustee-operator.v1.2.1")["metadata"]["uid"] != old_uid
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_FIXED)
 def test_failed_install_plan_and_bundle_unpack_fail_fast_with_the_reason(twin, namespace, olm_operator):
     twin.set_faults([{"kind": "installplan-failed", "package": "nfd", "namespace": namespace},
                      {"kind": "bundle-unpack-failed", "package": "trustee-operator"}])
@@ -148,7 +143,6 @@ def test_failed_install_plan_and_bundle_unpack_fail_fast_with_the_reason(twin, n
     assert "BundleUnpackFailed: bundle unpacking failed. Reason: DeadlineExceeded" in unpack["msg"]
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_FIXED)
 def test_unrelated_unhealthy_catalog_is_waited_out(twin, namespace, olm_operator):
     """CatalogSourcesUnhealthy and ErrorPreventedResolution come from any catalog; OLM retries, so the module waits."""
     twin.set_faults([{"kind": "catalog-not-ready", "catalog": "certified-operators"}])

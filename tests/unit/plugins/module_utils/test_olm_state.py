@@ -118,16 +118,38 @@ def test_subscription_conflict():
     assert o.subscription_conflict(None, "nfd", "redhat-operators") is None
 
 
-def test_blocking_condition_and_description():
+def test_fatal_condition_and_description():
     sub = {"status": {"state": "UpgradePending", "currentCSV": "a.v2", "installedCSV": "a.v1",
                       "installPlanRef": {"name": "install-x"},
                       "conditions": [{"type": "ResolutionFailed", "status": "True", "reason": "ConstraintsNotSatisfiable",
                                       "message": "no operators found"},
                                      {"type": "CatalogSourcesUnhealthy", "status": "False"}]}}
-    assert o.blocking_condition(sub) == "ResolutionFailed: no operators found"
+    assert o.fatal_condition(sub) == ("ResolutionFailed", "ResolutionFailed: ConstraintsNotSatisfiable: no operators found")
     text = o.describe_subscription(sub)
     assert "state UpgradePending" in text and "installedCSV a.v1" in text and "InstallPlan install-x" in text
     assert "ResolutionFailed=ConstraintsNotSatisfiable: no operators found" in text
+
+
+def test_retried_conditions_are_not_fatal():
+    """OLM retries ErrorPreventedResolution; CatalogSourcesUnhealthy is true for any unhealthy catalog."""
+    sub = {"status": {"conditions": [
+        {"type": "ResolutionFailed", "status": "True", "reason": "ErrorPreventedResolution", "message": "error using"},
+        {"type": "CatalogSourcesUnhealthy", "status": "True", "reason": "UnhealthyCatalogSourceFound"}]}}
+    assert o.fatal_condition(sub) is None
+    for ctype in ("InstallPlanFailed", "BundleUnpackFailed"):
+        sub = {"status": {"conditions": [{"type": ctype, "status": "True", "reason": "R", "message": "m"}]}}
+        assert o.fatal_condition(sub) == (ctype, ctype + ": R: m")
+        sub["status"]["conditions"][0]["status"] = "False"
+        assert o.fatal_condition(sub) is None
+
+
+def test_recovery_steps_in_the_documented_order():
+    text = o.recovery_steps("ns", "nfd", ["nfd.v1"], ["install-b", "install-a"])
+    assert text == ("delete Subscription ns/nfd, then CSV nfd.v1 and InstallPlan install-a, install-b, "
+                    "then create the Subscription again (never only the Subscription)")
+    plans = [{"metadata": {"name": "p1"}, "spec": {"clusterServiceVersionNames": ["nfd.v1", "x.v1"]}},
+             {"metadata": {"name": "p2"}, "spec": {"clusterServiceVersionNames": ["x.v1"]}}]
+    assert o.plans_naming(plans, ["nfd.v1"]) == ["p1"]
 
 
 def test_operator_label_is_cut_like_olm():
@@ -184,7 +206,10 @@ def test_verdict_refuses_two_steps_at_once():
 def test_csv_state():
     assert o.csv_state(None) == ("absent", "CSV not created yet")
     csv = {"metadata": {"name": "g.v1"}, "status": {"phase": "Failed", "reason": "InstallCheckFailed", "message": "install timeout"}}
-    assert o.csv_state(csv) == ("failed", "CSV g.v1 Failed (InstallCheckFailed: install timeout)")
+    assert o.csv_state(csv) == ("retrying", "CSV g.v1 Failed (InstallCheckFailed: install timeout), OLM retries it")
+    for reason in ("InstallComponentFailedNoRetry", "NoOperatorGroup", "TooManyOperatorGroups", "UnsupportedOperatorGroup"):
+        csv["status"] = {"phase": "Failed", "reason": reason, "message": "m"}
+        assert o.csv_state(csv) == ("failed", "CSV g.v1 Failed ({0}: m)".format(reason))
     csv["status"] = {"phase": "Installing"}
     assert o.csv_state(csv)[0] == "installing"
     csv["status"] = {"phase": "Succeeded"}
