@@ -1,7 +1,7 @@
 # Copyright: (c) 2026, confidential.gpu contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Filters of the nfd role: the vendor-guarded TEE NodeFeatureRule and its digest."""
+"""Filters of the nfd role: the vendor-guarded TEE NodeFeatureRule, and TEE nodes lacking their extended resource."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ def nfd_tee_rule(vendor, namespace="openshift-nfd", name=None):
         raise AnsibleFilterError("nfd_tee_rule: {0}".format(exc))
 
 
+def nfd_tee_resource_gaps(nodes):
+    """One message per TEE node (as wait_for_nodes returns them) without the extended resource its pod VMs take."""
+    if not isinstance(nodes, list):
+        raise AnsibleFilterError("nfd_tee_resource_gaps: expected the list of nodes wait_for_nodes returns")
+    return nfd_labels.resource_gaps(nodes)
+
+
 class FilterModule:
     def filters(self):
-        return {"nfd_tee_rule": nfd_tee_rule}
+        return {"nfd_tee_rule": nfd_tee_rule, "nfd_tee_resource_gaps": nfd_tee_resource_gaps}

@@ -143,6 +143,26 @@ def missing(view, labels, require_tee=False):
     return gaps
 
 
+def resource_gaps(views):
+    """TEE nodes NFD gave the TEE label but not the extended resource each pod VM takes.
+
+    NFD publishes C(tdx.intel.com/keys) from C(@cpu.security.tdx.total_keys), which exists only
+    when the kernel reports a misc cgroup capacity for TDX (source/cpu/security_amd64.go
+    discoverSecurity); without it nfd-master creates no resource while the TDX labels stay. OSC's
+    TEE RuntimeClass asks every pod VM for one, so such a node can never run a confidential pod.
+    """
+    found = []
+    for view in views:
+        for tee in view.get("tee") or []:
+            resource = TEE_RESOURCES.get(tee)
+            if resource and str((view.get("tee_resources") or {}).get(resource, "0")) in ("", "0"):
+                found.append("{0}: {1} is enabled but the node has no {2} (NFD reads it from the kernel's misc "
+                             "cgroup capacity, which this kernel does not report); OSC's RuntimeClass asks each pod "
+                             "VM for one, so no confidential pod can be scheduled there".format(
+                                 view.get("name"), tee.upper(), resource))
+    return found
+
+
 def describe(views, labels, require_tee=False):
     parts = []
     for view in views:

@@ -121,7 +121,6 @@ def nokeys_twin(tmp_path, twin_crds):
         assert cluster.down() == []
 
 
-@pytest.mark.xfail(strict=True, reason="the role accepts a TDX node without tdx.intel.com/keys: kata-cc pods never schedule")
 def test_tdx_node_without_keys_is_refused(nokeys_twin, run_playbook):
     """NFD gives the TDX labels but no tdx.intel.com/keys when the kernel reports no tdx.total_keys
     (source/cpu/security_amd64.go discoverSecurity; nfd-master drops an extended resource whose @ value is

@@ -97,3 +97,14 @@ def test_tee_rule_digest_changes_with_the_rules():
 def test_unknown_vendor_has_no_rule():
     with pytest.raises(ValueError, match="CPU vendor 'IBM' has no TEE rule; known: AMD, Intel"):
         n.tee_rule("IBM")
+
+
+def test_resource_gaps_names_tee_nodes_without_their_extended_resource():
+    keys = n.node_view(dict(with_labels("w0", "Intel", TDX), status={"capacity": {"tdx.intel.com/keys": "63"}}))
+    nokeys = n.node_view(with_labels("w1", "Intel", TDX))
+    snp = n.node_view(dict(with_labels("w2", "AMD", SNP), status={"capacity": {"sev-snp.amd.com/esids": "0"}}))
+    plain = n.node_view(node("w3", "Intel"))
+    gaps = n.resource_gaps([keys, nokeys, snp, plain])
+    assert len(gaps) == 2
+    assert gaps[0].startswith("w1: TDX is enabled but the node has no tdx.intel.com/keys")
+    assert gaps[1].startswith("w2: SNP is enabled but the node has no sev-snp.amd.com/esids")
