@@ -12,6 +12,14 @@ container stack (no host driver, toolkit or device plugin on passthrough nodes).
 and ``kataSandboxDevicePlugin`` first exist in 26.3.0; older operators would silently prune them and
 deploy the KubeVirt stack instead, so they are refused. From 26.7.0 ``kataManager`` is no longer honoured
 and is left out.
+
+``ccManager.defaultMode`` is what cc-manager applies at its start on every GPU node without the
+``nvidia.com/cc.mode`` label. Its schema allows only ``on``, ``off`` and ``devtools``
+(gpu-operator api/nvidia/v1/clusterpolicy_types.go ``CCManagerSpec``, v26.3.3 and v26.7.0);
+``ppcie`` exists only as that node label (NVIDIA's multi-GPU guide labels the node). So the policy
+carries the requested mode only when it is ``on`` or ``off``; for ``ppcie`` and ``devtools`` it
+carries ``off`` and the node labels (module ``gpu_cc_mode``, with its checks) bring the mode to
+exactly the nodes asked for, never a default that reaches every node unchecked.
 """
 
 from __future__ import annotations
@@ -25,7 +33,12 @@ NVSWITCH_ALIAS = "nvswitch"
 GPU_PRESENT = "nvidia.com/gpu.present"
 NFD_GPU = "feature.node.kubernetes.io/pci-10de.present"
 
-__all__ = ["parse_version", "version_problem", "cluster_policy", "policy_summary", "pgpu_report"]
+# The values ClusterPolicy's ccManager.defaultMode accepts (its CRD enum).
+DEFAULT_MODES = ("on", "off", "devtools")
+CC_MODES = ("on", "off", "ppcie", "devtools")
+
+__all__ = ["parse_version", "version_problem", "policy_default_mode", "cluster_policy", "policy_summary",
+           "pgpu_report"]
 
 
 def parse_version(text):
@@ -56,6 +69,17 @@ def version_problem(version):
     return None
 
 
+def policy_default_mode(cc_mode):
+    """The ``ccManager.defaultMode`` for a requested CC mode: the mode itself for ``on``/``off``, else ``off``.
+
+    ``ppcie`` is not a value the CRD accepts, and ``devtools`` as a default would reach every GPU
+    node without a label before any check; both are node labels only.
+    """
+    if cc_mode not in CC_MODES:
+        raise ValueError("CC mode {0!r} is not one of {1}".format(cc_mode, ", ".join(CC_MODES)))
+    return cc_mode if cc_mode in ("on", "off") else "off"
+
+
 def cluster_policy(version, name="gpu-cluster-policy", cc_mode="on", extra_spec=None):
     """The ClusterPolicy for this operator version (26.3.0 or newer; ValueError otherwise)."""
     problem = version_problem(version)
@@ -64,7 +88,7 @@ def cluster_policy(version, name="gpu-cluster-policy", cc_mode="on", extra_spec=
     parsed = parse_version(version)
     spec = {
         "sandboxWorkloads": {"enabled": True, "defaultWorkload": "vm-passthrough", "mode": "kata"},
-        "ccManager": {"enabled": True, "defaultMode": cc_mode},
+        "ccManager": {"enabled": True, "defaultMode": policy_default_mode(cc_mode)},
         "kataSandboxDevicePlugin": {"enabled": True, "env": [
             {"name": "P_GPU_ALIAS", "value": PGPU_ALIAS}, {"name": "NVSWITCH_ALIAS", "value": NVSWITCH_ALIAS}]},
         "vfioManager": {"enabled": True, "env": [{"name": "BIND_NVSWITCHES", "value": "true"}]},

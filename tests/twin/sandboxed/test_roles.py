@@ -106,8 +106,6 @@ def _modes(kube):
             for n in kube.list(NODES)["items"] if n["metadata"]["name"] in HOPPER_WORKERS}
 
 
-@pytest.mark.xfail(strict=True, reason="the role applies ccManager.defaultMode=devtools before gpu_cc_mode refuses "
-                                      "devtools, and cc-manager applies its default at start on every unlabelled node")
 def test_devtools_is_refused_before_anything_changes(hopper, run_playbook):
     kube = hopper.kube
     run = run_playbook(roles_play("gpu_operator", gpu_operator_version="26.3.3", gpu_operator_cc_mode="devtools"),
@@ -119,8 +117,6 @@ def test_devtools_is_refused_before_anything_changes(hopper, run_playbook):
     assert subs == [] and "devtools" not in _modes(kube).values()
 
 
-@pytest.mark.xfail(strict=True, reason="the role copies ppcie into ccManager.defaultMode, which the real CRD rejects "
-                                      "(enum on/off/devtools); upstream sets ppcie with the node label only")
 def test_ppcie_through_the_role_with_the_real_crd(hopper, run_playbook):
     kube = hopper.kube
     run = run_playbook(roles_play("gpu_operator", gpu_operator_version="26.3.3", gpu_operator_cc_mode="ppcie"),

@@ -43,7 +43,7 @@ def test_kata_manager_left_out_where_no_longer_honoured_and_extra_spec_merges():
     spec = gpuop.cluster_policy("26.7.0", cc_mode="ppcie", extra_spec={
         "ccManager": {"repository": "mirror.example/nvidia"}, "gfd": {"enabled": False}})["spec"]
     assert "kataManager" not in spec
-    assert spec["ccManager"] == {"enabled": True, "defaultMode": "ppcie", "repository": "mirror.example/nvidia"}
+    assert spec["ccManager"] == {"enabled": True, "defaultMode": "off", "repository": "mirror.example/nvidia"}  # ppcie: a node label
     assert spec["gfd"] == {"enabled": False}
 
 
@@ -79,3 +79,17 @@ def test_pgpu_report_compares_allocatable_with_gpus_found():
     assert bad[0] == "w-1: nvidia.com/pgpu allocatable is 1, 2 GPU(s) found on the host"
     assert "w-2: nvidia.com/pgpu allocatable is 0, 1 GPU(s)" in bad[1]
     assert bad[2].endswith("(node not found)")
+
+
+@pytest.mark.parametrize("mode, default", [("on", "on"), ("off", "off"), ("ppcie", "off"), ("devtools", "off")])
+def test_default_mode_is_one_the_crd_accepts_and_never_ppcie_or_devtools(mode, default):
+    from tests.conftest import shared_path
+    import yaml
+
+    crd = yaml.safe_load(shared_path("crds", "gpu-operator", "nvidia.com_clusterpolicies.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    enum = schema["ccManager"]["properties"]["defaultMode"]["enum"]
+    rendered = gpuop.cluster_policy("26.3.3", cc_mode=mode)["spec"]["ccManager"]["defaultMode"]
+    assert rendered == default and rendered in enum
+    with pytest.raises(ValueError, match="not one of"):
+        gpuop.policy_default_mode("bogus")
