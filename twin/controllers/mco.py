@@ -37,6 +37,7 @@ import time
 import urllib.parse
 import uuid
 
+from .. import crds
 from ..controller import Controller
 from ..kube import ApiError, path
 from ..kubelet import now
@@ -59,6 +60,8 @@ CONTROLLER_VERSION = "twin-4.21"
 IGNITION_VERSION = "3.4.0"
 DRAIN_RETRY = 5.0  # seconds between eviction attempts; the MCO's drain controller retries the same way
 BUILTIN = ("master", "worker")
+CRC_PLURAL = "containerruntimeconfigs"
+KC_PLURAL = "kubeletconfigs"
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -305,6 +308,10 @@ def rendered_object(pool, spec):
 
 def seed(kube, profile):
     """Base MachineConfigs, rendered configs for master and worker, pools targeting them, nodes on them."""
+    # The MCO's config CRDs the render controller reads (no upstream copy in the shared folder: the twin's own,
+    # also in conformance mode). They belong in twin/crds.py's TABLE; installed here until they are.
+    crds.install(kube, [crds.twin_crd("machineconfiguration.openshift.io", "v1", kind, plural, "Cluster", {})
+                        for kind, plural in (("ContainerRuntimeConfig", CRC_PLURAL), ("KubeletConfig", KC_PLURAL))])
     mc_path = path(MC_API, "machineconfigs")
     for mc in base_configs(profile):
         kube.create_or_get(mc_path, mc)
@@ -384,7 +391,7 @@ class PoolController(Controller):
     name = "mco-pools"
     api_version = MC_API
     plural = "machineconfigpools"
-    watches = ((MC_API, "machineconfigs"), ("v1", "nodes"))
+    watches = ((MC_API, "machineconfigs"), ("v1", "nodes"), (MC_API, CRC_PLURAL), (MC_API, KC_PLURAL))
 
     def reconcile(self, key):
         _, name = key
@@ -393,6 +400,12 @@ class PoolController(Controller):
             return None
         pools = self.cache(MC_API, "machineconfigpools").items()
         configs = self.cache(MC_API, "machineconfigs").items()
+        pending = generators_pending(pool, self.cache(MC_API, CRC_PLURAL).items(), self.cache(MC_API, KC_PLURAL).items())
+        if pending:
+            # syncMachineConfigPool returns this error before it renders; the sub-controller's status update
+            # (an event here) brings the pool back.
+            self.log.info("pool %s: not rendering: %s", name, pending)
+            return None
         chosen = selected(pool, configs)
         spec = render(chosen)
         target = rendered_name(name, spec)
@@ -474,6 +487,114 @@ class PoolController(Controller):
         return [(None, p["metadata"]["name"]) for p in self.cache(MC_API, "machineconfigpools").items()]
 
 
+# -- ContainerRuntimeConfig: the MCO's container-runtime-config controller ----------------------------
+
+CRIO_LOG_LEVEL_FILE = "/etc/crio/crio.conf.d/01-ctrcfg-logLevel"  # pkg/controller/container-runtime-config/helpers.go
+GENERATED_BY = "machineconfiguration.openshift.io/generated-by-controller-version"
+MAX_RETRIES = 15  # container_runtime_config_controller.go maxRetries; afterwards one retry a minute
+
+
+def generators_pending(pool, crcs, kcs):
+    """AreMCGeneratingSubControllersCompletedForPool (pkg/apihelpers/apihelpers.go, release-4.21): an error text
+    while a ContainerRuntimeConfig or KubeletConfig selecting this pool (by its labels) has not reported
+    Success for its current generation; the render controller does not render the pool meanwhile."""
+    labels = pool["metadata"].get("labels") or {}
+    for kind, items, success in (("ContainerRuntimeConfig", crcs, "Success"), ("KubeletConfig", kcs, "Success")):
+        for obj in items:
+            if not matches((obj.get("spec") or {}).get("machineConfigPoolSelector"), labels):
+                continue
+            status = obj.get("status") or {}
+            if obj["metadata"].get("generation") != status.get("observedGeneration"):
+                return (f"status for {kind} {obj['metadata']['name']} is being reported for "
+                        f"{status.get('observedGeneration')}, expecting it for {obj['metadata'].get('generation')}")
+            conditions = status.get("conditions") or []
+            if not conditions or conditions[-1].get("type") != success:
+                return f"{kind} has not completed"
+    return None
+
+
+def crio_drop_in(log_level):
+    """The TOML the controller writes for spec.containerRuntimeConfig.logLevel (createCRIODropinFiles)."""
+    return f'[crio]\n  [crio.runtime]\n    log_level = "{log_level}"\n'
+
+
+class ContainerRuntimeConfigController(Controller):
+    """syncContainerRuntimeConfig (pkg/controller/container-runtime-config/container_runtime_config_controller.go,
+    release-4.21) for the log level: one MachineConfig ``99-<pool>-generated-containerruntime`` per selected pool
+    (role label = the pool's name, owned by the ContainerRuntimeConfig, annotated generated-by-controller-version),
+    then a status condition. It watches no pools: one created before its pool fails "does not match any
+    MachineConfigPools" and is retried rate-limited (15 times, then once a minute), as upstream.
+    Not modelled: pidsLimit, logSizeMax, overlaySize, defaultRuntime, several ContainerRuntimeConfigs per pool
+    (name suffixes -1, -2…), the finalizers."""
+
+    name = "mco-containerruntimeconfig"
+    api_version = MC_API
+    plural = CRC_PLURAL
+    watches = ((MC_API, "machineconfigpools"), (MC_API, "machineconfigs"))
+
+    def __init__(self, world):
+        super().__init__(world)
+        self.retries = {}
+
+    def map_event(self, kind, obj):
+        return []  # informers for the caches only (upstream uses the pool lister, no handler)
+
+    def reconcile(self, key):
+        _, name = key
+        cfg = self.cache(MC_API, CRC_PLURAL).get(name)
+        if cfg is None or cfg["metadata"].get("deletionTimestamp"):
+            self.retries.pop(name, None)
+            return None
+        pools = [p for p in self.cache(MC_API, "machineconfigpools").items()
+                 if matches((cfg.get("spec") or {}).get("machineConfigPoolSelector"), p["metadata"].get("labels"))]
+        if not pools:
+            self._status(cfg, f"Error: containerRuntimeConfig {name} does not match any MachineConfigPools")
+            count = self.retries.get(name, 0)
+            self.retries[name] = count + 1
+            return 0.005 * 2 ** count if count < MAX_RETRIES else 60.0
+        self.retries.pop(name, None)
+        level = ((cfg.get("spec") or {}).get("containerRuntimeConfig") or {}).get("logLevel")
+        for pool in pools:
+            mc_name = f"99-{pool['metadata']['name']}-generated-containerruntime"
+            files = []
+            if level:
+                files.append({"path": CRIO_LOG_LEVEL_FILE, "mode": 0o644, "overwrite": True,
+                              "contents": {"source": "data:text/plain;charset=utf-8;base64,"
+                                           + base64.b64encode(crio_drop_in(level).encode()).decode()}})
+            body = {"apiVersion": MC_API, "kind": "MachineConfig", "metadata": {
+                "name": mc_name, "labels": {ROLE: pool["metadata"]["name"]},
+                "annotations": {GENERATED_BY: CONTROLLER_VERSION},
+                "ownerReferences": [{"apiVersion": MC_API, "kind": "ContainerRuntimeConfig", "name": name,
+                                     "uid": cfg["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]},
+                "spec": {"config": {"ignition": {"version": IGNITION_VERSION}, "storage": {"files": files}}}}
+            existing = self.cache(MC_API, "machineconfigs").get(mc_name)
+            if existing is None:
+                self.kube.create_or_get(path(MC_API, "machineconfigs"), body)
+                self.log.info("ContainerRuntimeConfig %s: created %s", name, mc_name)
+            elif (existing.get("spec") or {}).get("config") != body["spec"]["config"]:
+                self.kube.merge_patch(path(MC_API, "machineconfigs", mc_name), {"spec": body["spec"]})
+        self._status(cfg, "Success")
+        return None
+
+    def _status(self, cfg, message):
+        status = copy.deepcopy(cfg.get("status") or {})
+        conditions = status.get("conditions") or []
+        kind = "Success" if message == "Success" else "Failure"
+        entry = {"type": kind, "status": "True" if kind == "Success" else "False", "message": message,
+                 "lastTransitionTime": now()}
+        if conditions and conditions[-1].get("message") == message:
+            if status.get("observedGeneration") == cfg["metadata"].get("generation"):
+                return
+            conditions[-1] = entry
+        else:
+            conditions.append(entry)
+        status["conditions"] = conditions
+        status["observedGeneration"] = cfg["metadata"].get("generation")
+        body = copy.deepcopy(cfg)
+        body["status"] = status
+        self.kube.replace(path(MC_API, CRC_PLURAL, cfg["metadata"]["name"], subresource="status"), body)
+
+
 class Daemon(Controller):
     """The machine-config-daemon (and the drain controller) of every twin node."""
 
@@ -535,7 +656,12 @@ class Daemon(Controller):
             if self.world.fault("reboot-degrades", node=name) and (op is None or op.get("target") == desired):
                 return None  # stays degraded until the fault is lifted or the target changes
             op = None
-        if op is None or op["target"] != desired:
+        if op is not None and op["target"] != desired and op["phase"] in ("drain", "apply") and not op.get("blocked"):
+            # The daemon runs an update it has started to its end (pkg/daemon/update.go update(): drain, files,
+            # rpm-ostree, reboot) and reads the next desiredConfig only afterwards: a config rendered meanwhile
+            # is a second update.
+            pass
+        elif op is None or op["target"] != desired:
             if op and op["phase"] == "reboot":
                 return self._reboot(node, host, op)  # a reboot in progress finishes first
             actions, drain = disruption(self._spec(current), self._spec(desired))
@@ -709,4 +835,5 @@ class Daemon(Controller):
 
 def register(manager, world):
     manager.add(PoolController(world))
+    manager.add(ContainerRuntimeConfigController(world))
     manager.add(Daemon(world))

@@ -20,6 +20,11 @@ What the real operator does that the collection depends on (operators.md §4.3, 
   with the TEE extended resource) and, when a selected node has GPUs from the GPU operator,
   ``kata-cc-nvidia-gpu`` whose nodeSelector asks for CC mode on and ready. Two TEE types or none:
   the operator's own error, retried with backoff (shown here in the ``InProgress`` condition);
+* with ``logLevel`` other than ``info``, the ContainerRuntimeConfig ``kata-crio-config`` for the pool
+  (``processLogLevel``), from which the MCO twin generates ``99-<pool>-generated-containerruntime``; upstream
+  creates it just after the pool, racing the first render. The twin creates it just before, so the render
+  waits for it (one rendered config); the fault ``{kind: osc-crc-late}`` creates it only once the pool
+  has rendered the extension, and a second rendered config and update follow, as when upstream loses the race;
 * reconciles on KataConfig, MachineConfigPool and feature-gate changes, and on node changes only
   when a node's MCO state or its match of the selector changes. So GPUs that appear after the
   KataConfig was reconciled do not bring ``kata-cc-nvidia-gpu``: another reconcile does (a changed
@@ -43,6 +48,7 @@ CSV_PREFIX = "sandboxed-containers-operator."
 DEFAULT_NAMESPACE = "openshift-sandboxed-containers-operator"
 FEATURE_GATES = "osc-feature-gates"
 EXTENSION_MC = "50-enable-sandboxed-containers-extension"
+CRC_NAME, CRC_PLURAL = "kata-crio-config", "containerruntimeconfigs"
 FINALIZER = "kataconfiguration.openshift.io/finalizer"
 KATA_ROLE = "node-role.kubernetes.io/kata-oc"
 WORKER_ROLE = "node-role.kubernetes.io/worker"
@@ -178,7 +184,7 @@ class KataConfigController(Controller):
         manager.informer("v1", "nodes").add_handler(self._node_event)
         manager.informer("v1", "configmaps").add_handler(self._configmap_event)
         for api_version, plural in ((RC_API, "runtimeclasses"), ("config.openshift.io/v1", "clusterversions"),
-                                    (CSV_API, CSV_PLURAL), (MC_API, "machineconfigs")):
+                                    (CSV_API, CSV_PLURAL), (MC_API, "machineconfigs"), (MC_API, CRC_PLURAL)):
             manager.informer(api_version, plural)
 
     def _all(self):
@@ -226,6 +232,8 @@ class KataConfigController(Controller):
         status = copy.deepcopy(kc.get("status") or {})
         error = self._install(kc, status)
         self._write_status(kc, status)
+        if not error:
+            self._log_level(kc, converged(self.cache("v1", "nodes").items()))
         if error:
             count = self._failures.get(name, 0)
             self._failures[name] = count + 1
@@ -267,6 +275,11 @@ class KataConfigController(Controller):
                 status["waitingForMcoToStart"] = True
             pools = self.cache(MC_API, "machineconfigpools")
             if pools.get("kata-oc") is None:
+                if not self.world.fault("osc-crc-late"):
+                    # Upstream creates the pool, then (processLogLevel, later in the same Reconcile) the
+                    # ContainerRuntimeConfig: a race with the render controller. The twin lets the good side
+                    # win by default; the fault "osc-crc-late" makes it land after the first render.
+                    self._log_level(kc, is_converged)
                 self._create_pool()
         pools = self.cache(MC_API, "machineconfigpools")
         pool = pools.get(pool_name)
@@ -324,6 +337,36 @@ class KataConfigController(Controller):
         return error
 
     # -- pieces ---------------------------------------------------------------------------------
+
+    def _log_level(self, kc, is_converged):
+        """processLogLevel (openshift/sandboxed-containers-operator controllers/openshift_controller.go, devel
+        d0632e5, called after processKataConfigInstallRequest in every Reconcile): with ``logLevel`` other than
+        ``info`` (empty counts as info), the ContainerRuntimeConfig ``kata-crio-config`` selecting the pool by its
+        ``pools.operator.machineconfiguration.openshift.io/<kata-oc|master>`` label; an existing one gets the new
+        level (its selector is left alone); with ``info`` and none there, nothing is created."""
+        level = (kc.get("spec") or {}).get("logLevel") or "info"
+        existing = self.cache(MC_API, CRC_PLURAL).get(CRC_NAME)
+        if existing is None:
+            if level == "info":
+                return
+            pool_name = "master" if is_converged else "kata-oc"
+            if self.world.fault("osc-crc-late") and EXTENSION_MC not in _sources(
+                    self.cache(MC_API, "machineconfigpools").get(pool_name)):
+                return  # the fault: only once the pool has rendered our extension
+            body = {"apiVersion": MC_API, "kind": "ContainerRuntimeConfig", "metadata": {"name": CRC_NAME},
+                    "spec": {"machineConfigPoolSelector": {"matchLabels": {
+                        "pools.operator.machineconfiguration.openshift.io/" + pool_name: ""}},
+                        "containerRuntimeConfig": {"logLevel": level}}}
+            try:
+                self.kube.create(path(MC_API, CRC_PLURAL), body)
+                log.info("created ContainerRuntimeConfig %s (logLevel %s)", CRC_NAME, level)
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+            return
+        if ((existing.get("spec") or {}).get("containerRuntimeConfig") or {}).get("logLevel") != level:
+            self.kube.merge_patch(path(MC_API, CRC_PLURAL, CRC_NAME),
+                                  {"spec": {"containerRuntimeConfig": {"logLevel": level}}})
 
     def _ensure_extension_mc(self, pool_name):
         existing = self.cache(MC_API, "machineconfigs").get(EXTENSION_MC)
@@ -460,6 +503,7 @@ class KataConfigController(Controller):
             if KATA_ROLE in _labels(node):
                 self.kube.merge_patch(path("v1", "nodes", node["metadata"]["name"]),
                                       {"metadata": {"labels": {KATA_ROLE: None}}})
+        self.kube.delete(path(MC_API, CRC_PLURAL, CRC_NAME))  # removeLogLevel
         self.kube.delete(path(MC_API, "machineconfigs", EXTENSION_MC))
         self.kube.delete(path(MC_API, "machineconfigpools", "kata-oc"))
         finalizers = [f for f in kc["metadata"].get("finalizers") or [] if f != FINALIZER]

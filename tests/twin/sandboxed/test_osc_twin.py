@@ -183,3 +183,69 @@ def create_pod(kube, namespace, body, timeout=20):
             if "serviceaccount" not in exc.message or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+MC = path("machineconfiguration.openshift.io/v1", "machineconfigs")
+CRC = path("machineconfiguration.openshift.io/v1", "containerruntimeconfigs")
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["crc-first", "crc-late"])
+def test_log_level_brings_a_containerruntimeconfig_and_its_generated_machine_config(
+        cgpu_twin_factory, tmp_path_factory, late):
+    """logLevel debug: OSC's kata-crio-config, MCO's 99-kata-oc-generated-containerruntime in kata-oc's render.
+    Landing before the first render: one rendered config, one reboot per node; after it (the fault): a second
+    rendered config and a second update of the node already on the first."""
+    import yaml
+    from twin import profile as profiles
+
+    data = yaml.safe_load((profiles.PROFILES_DIR / "default.yaml").read_text())
+    data["name"] = "default-crio-late" if late else "default-crio"
+    if late:
+        data["faults"] = [{"kind": "osc-crc-late"}]
+    file = tmp_path_factory.mktemp("profiles") / f"{data['name']}.yaml"
+    file.write_text(yaml.safe_dump(data, sort_keys=False))
+    handle = cgpu_twin_factory(str(file))
+    prepare(handle, False, operand_crds_too=True)
+    kube = handle.kube
+    workers = ["worker-0", "worker-1", "worker-2"]
+    feature_gates(kube, confidential="false")
+    before = boots(kube)
+    body = kataconfig()
+    body["spec"]["logLevel"] = "debug"
+    kube.create(KC, body)
+
+    def finished(items):
+        pool = kube.get_or_none(f"{POOLS}/kata-oc") or {}
+        return done(items.get("example-kataconfig", {})) and "99-kata-oc-generated-containerruntime" in {
+            s["name"] for s in (pool.get("spec", {}).get("configuration") or {}).get("source") or []}
+
+    wait_for(kube, KC, finished, timeout=180, what="kata-oc rendered with the CRI-O log level, KataConfig done")
+    crc = kube.get(f"{CRC}/kata-crio-config")
+    assert crc["spec"] == {"machineConfigPoolSelector": {"matchLabels": {
+        "pools.operator.machineconfiguration.openshift.io/kata-oc": ""}}, "containerRuntimeConfig": {"logLevel": "debug"}}
+    assert crc["status"]["conditions"][-1]["type"] == "Success"
+    generated = kube.get(f"{MC}/99-kata-oc-generated-containerruntime")
+    assert generated["metadata"]["labels"]["machineconfiguration.openshift.io/role"] == "kata-oc"
+    assert generated["metadata"]["ownerReferences"][0]["kind"] == "ContainerRuntimeConfig"
+    assert generated["spec"]["config"]["storage"]["files"][0]["path"] == "/etc/crio/crio.conf.d/01-ctrcfg-logLevel"
+    rendered = {mc["metadata"]["name"] for mc in kube.list(MC)["items"]
+                if mc["metadata"]["name"].startswith("rendered-kata-oc-")}
+    after = boots(kube)
+    reboots = {n: after[n] - before[n] for n in workers}
+    if not late:
+        assert len(rendered) == 1 and reboots == {n: 1 for n in workers}
+    else:
+        assert len(rendered) == 2, "a second rendered config"
+        assert sorted(reboots.values()) == [1, 1, 2], "the node on the first render updates again"
+
+
+def test_role_refuses_a_log_level_that_may_cost_a_second_rollout(twin, run_playbook):
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "roles": [{"role": "confidential.gpu.sandboxed_containers", "sandboxed_containers_log_level": "debug"}]}]
+    with twin.audit.window(user="admin") as audit:
+        run = run_playbook(play, env=twin.env())
+    assert run.rc != 0
+    text = run.stdout
+    assert "sandboxed_containers_log_level" in text and "kata-crio-config" in text
+    assert "sandboxed_containers_log_level_second_rollout" in text
+    assert not audit.writes, "refused before anything changed"
