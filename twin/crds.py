@@ -96,7 +96,9 @@ def twin_crd(group, version, kind, plural, scope, extra):
 def real_crds(shared_crds: Path):
     """Every CRD document in the shared folder (the real upstream schemas)."""
     found = []
-    for file in sorted(Path(shared_crds).rglob("*.yaml")):
+    # Sorted as strings, so "nfd-operator/..." (the 4.21 operator's own, Namespaced NodeFeatureRule)
+    # comes before "nfd/..." (upstream NFD's, cluster-scoped); Path ordering put nfd/ first.
+    for file in sorted(Path(shared_crds).rglob("*.yaml"), key=str):
         for doc in yaml.safe_load_all(file.read_text()):
             if doc and doc.get("kind") == "CustomResourceDefinition":
                 doc.setdefault("metadata", {}).setdefault("labels", {})["twin.confidential.gpu/crd"] = "upstream"

@@ -192,16 +192,15 @@ def test_master_reads_nodefeatures_and_upstream_rules_only(mixed):
         "spec": {"labels": {"vendor-x.example/agent": "yes"},
                  "features": {"attributes": {"vendor.x": {"elements": {"level": "7", "version": "1.4.2"}}}}}})
     rules = [
-        # Feature names ignore case; Ge, Le and GeLe compare numbers, type version compares versions.
+        # Feature names ignore case. (Ge, Le and GeLe: the engine has them, the 4.21 CRDs' enum refuses them.)
         {"name": "ge", "labels": {"vendor-x.example/ge": "true"}, "matchFeatures": [
-            {"feature": "VENDOR.X", "matchExpressions": {"level": {"op": "Ge", "value": ["7"]},
-                                                          "version": {"op": "GeLe", "type": "version",
-                                                                      "value": ["1.4.0", "1.5"]}}}]},
+            {"feature": "VENDOR.X", "matchExpressions": {"level": {"op": "Gt", "value": ["6"]},
+                                                          "version": {"op": "InRegexp", "value": ["^1[.]4"]}}}]},
         # Exists with a value is an error: the whole rule is skipped.
         {"name": "bad", "labels": {"vendor-x.example/bad": "true"}, "matchFeatures": [
             {"feature": "vendor.x", "matchExpressions": {"level": {"op": "Exists", "value": ["7"]}}}]},
         {"name": "le", "labels": {"vendor-x.example/le": "true"}, "matchFeatures": [
-            {"feature": "vendor.x", "matchExpressions": {"level": {"op": "Le", "value": ["6"]}}}]},
+            {"feature": "vendor.x", "matchExpressions": {"level": {"op": "Lt", "value": ["7"]}}}]},
     ]
     kube.create(path("nfd.k8s-sigs.io/v1alpha1", "nodefeaturerules", namespace=NFD), {
         "apiVersion": "nfd.k8s-sigs.io/v1alpha1", "kind": "NodeFeatureRule", "metadata": {"name": "vendor-x"},
@@ -216,3 +215,38 @@ def test_master_reads_nodefeatures_and_upstream_rules_only(mixed):
     kube.delete(path("nfd.k8s-sigs.io/v1alpha1", "nodefeaturerules", "vendor-x", NFD))
     nodes_where(kube, lambda n: "vendor-x.example/agent" not in n["worker-vm"]["metadata"]["labels"]
                 and "vendor-x.example/ge" not in n["worker-vm"]["metadata"]["labels"] and n)
+
+
+
+def test_rule_engine_operators_as_upstream():
+    """expression.go evaluateMatchExpression: Ge/Le/GeLe, type version, errors that skip a rule."""
+    from twin.controllers import nfd
+
+    features = {"flags": {"cpu.cpuid": {"elements": {"VMX": {}}}}, "instances": {},
+                "attributes": {"kernel.version": {"elements": {"full": "5.14.0-570.el9_6.x86_64", "major": "5"}},
+                               "vendor.x": {"elements": {"level": "7", "version": "1.4.2"}}}}
+
+    def labels(*terms, any_of=None):
+        rule = {"name": "r", "labels": {"x": "y"}, "matchFeatures": list(terms)}
+        if any_of:
+            rule["matchAny"] = [{"matchFeatures": [t]} for t in any_of]
+        return nfd.evaluate_rules([{"metadata": {"name": "r"}, "spec": {"rules": [rule]}}], features)[0]
+
+    def term(feature, **expressions):
+        return {"feature": feature, "matchExpressions": expressions}
+
+    hit = {PREFIX + "x": "y"}
+    assert labels(term("vendor.x", level={"op": "Ge", "value": ["7"]})) == hit
+    assert labels(term("vendor.x", level={"op": "Le", "value": ["6"]})) == {}
+    assert labels(term("vendor.x", level={"op": "GeLe", "value": ["7", "9"]})) == hit
+    assert labels(term("vendor.x", level={"op": "GeLe", "value": ["9", "7"]})) == {}  # value[0] >= value[1]: error
+    assert labels(term("vendor.x", version={"op": "Gt", "type": "version", "value": ["1.4.1"]})) == hit
+    assert labels(term("vendor.x", version={"op": "Gt", "value": ["1"]})) == {}  # "1.4.2" is not a number: error
+    assert labels(term("Kernel.Version", major={"op": "In", "value": ["5"]})) == hit  # feature names ignore case
+    assert labels(term("cpu.cpuid", VMX={"op": "Exists", "value": ["x"]})) == {}  # Exists with a value: error
+    assert labels(term("cpu.cpuid", VMX={"op": "Exists"})) == hit
+    assert labels(term("cpu.cpuid", VMX={"op": "IsTrue"})) == {}  # a flag has no value
+    assert labels(term("cpu.cpuid", VMX={"op": "Bogus"})) == {}
+    assert labels(term("no.such", a={"op": "DoesNotExist"})) == {}  # a feature the node lacks never matches
+    # matchAny is evaluated first: an error there skips the rule even if matchFeatures would match.
+    assert labels(term("cpu.cpuid", VMX={"op": "Exists"}), any_of=[term("vendor.x", level={"op": "In"})]) == {}
