@@ -18,6 +18,7 @@ import datetime
 import json
 import re
 
+from ansible_collections.confidential.gpu.plugins.module_utils import reference_values as rv
 from ansible_collections.confidential.gpu.plugins.module_utils.initdata import AGENT_REQUESTS
 
 RESULT_MARKER = "CGPU-SMOKE-RESULT"
@@ -25,6 +26,10 @@ RESULT_MARKER = "CGPU-SMOKE-RESULT"
 # prints "Test PASSED" before "Done"); failures print "Failed to ..." and exit non-zero.
 VECTORADD_PASSED = "Test PASSED"
 STATUSES = ("pass", "fail", "would", "skip")
+# The launch measurement each TEE's default CPU policy compares first: made wrong, no guest is the
+# expected one, so Trustee must refuse even the proof's own pod (trustee-operator's
+# ear_default_attestation_policy_cpu.rego: TDX mr_td for hardware, SNP snp_launch_measurement for executables).
+WRONG_REFERENCE_VALUE = {"tdx": "mr_td", "snp": "snp_launch_measurement"}
 
 
 class SmokeError(ValueError):
@@ -291,3 +296,33 @@ def summary(checks) -> dict:
         "leaked": [c["name"] for c in ran if c["negative"] and c["status"] == "fail"
                    and (c.get("reason") or "").startswith("released")],
     }
+
+
+# --------------------------------------------------------------------------------------------
+# a reference value made wrong (a negative case)
+
+
+def wrong_reference_value(data: dict, tee: str) -> dict:
+    """The RVPS ConfigMap ``data`` with ``tee``'s launch measurement replaced by one no guest has.
+
+    Written in the format the ConfigMap already uses (``reference_value`` base64 records or the
+    ``reference-values.json`` list), every other value and its expiration kept; the caller restores
+    ``data`` itself afterwards.
+    """
+    name = WRONG_REFERENCE_VALUE.get(tee)
+    if name is None:
+        raise SmokeError("tee: {0!r} is not one of {1}".format(tee, ", ".join(sorted(WRONG_REFERENCE_VALUE))))
+    data = dict(data or {})
+    key = rv.KEY_KV if rv.KEY_KV in data else rv.KEY_LIST if rv.KEY_LIST in data else None
+    if key is None:
+        raise SmokeError("the reference values ConfigMap has neither {0} nor {1}".format(rv.KEY_KV, rv.KEY_LIST))
+    try:
+        values = rv.load(data[key], "data[{0}]".format(key))
+    except rv.ReferenceValueError as exc:
+        raise SmokeError(str(exc))
+    if name not in values:
+        raise SmokeError("reference value {0} is not set, so there is nothing to make wrong: give Trustee the "
+                         "reference values of the guest image first".format(name))
+    values[name] = dict(values[name], value=["00" * 48])
+    data[key] = rv.dump(values, "kv-base64" if key == rv.KEY_KV else "list")
+    return data

@@ -287,3 +287,30 @@ def test_summary_needs_a_check_that_ran():
     assert smoke.summary([smoke.check("a", "pass", ""), smoke.check("b", "skip", "")])["passed"] is True
     with pytest.raises(ValueError):
         smoke.check("a", "PASS", "")
+
+
+# -- a reference value made wrong ---------------------------------------------------------------------
+
+def test_the_launch_measurement_is_made_wrong_in_the_format_the_configmap_uses():
+    from ansible_collections.confidential.gpu.plugins.module_utils import reference_values as rv
+
+    values = {"mr_td": {"value": ["ab" * 48], "expiration": "2099-12-31T00:00:00Z"},
+              "xfam": {"value": ["e7"], "expiration": "2099-12-31T00:00:00Z"}}
+    for key, fmt in ((rv.KEY_KV, "kv-base64"), (rv.KEY_LIST, "list")):
+        data = {key: rv.dump(values, fmt), "other": "kept"}
+        wrong = smoke.wrong_reference_value(data, "tdx")
+        assert wrong["other"] == "kept" and data[key] == rv.dump(values, fmt)  # the input is left alone
+        read = rv.load(wrong[key])
+        assert read["mr_td"]["value"] == ["00" * 48]
+        assert read["xfam"] == values["xfam"]
+
+
+def test_a_wrong_reference_value_needs_one_to_replace():
+    from ansible_collections.confidential.gpu.plugins.module_utils import reference_values as rv
+
+    with pytest.raises(smoke.SmokeError, match="snp_launch_measurement is not set"):
+        smoke.wrong_reference_value({rv.KEY_KV: "{}"}, "snp")
+    with pytest.raises(smoke.SmokeError, match="neither"):
+        smoke.wrong_reference_value({}, "tdx")
+    with pytest.raises(smoke.SmokeError, match="tee"):
+        smoke.wrong_reference_value({rv.KEY_KV: "{}"}, "sev")
