@@ -66,6 +66,8 @@ import urllib.parse
 import zlib
 
 from . import dns, initdata, tee
+from .kube import path
+from .world import FAULTS_CONFIGMAP, FAULTS_NAMESPACE
 from .kbs.client import KbsClient, KbsClientError
 
 log = logging.getLogger("twin.guest")
@@ -195,6 +197,17 @@ def _fault(world, kind, pod, host):
     return world.fault(kind, node=host.name, namespace=meta.get("namespace"), pod=meta.get("name"))
 
 
+def _refresh_faults(world):
+    """Read the run-time faults from the API now: one set just before this pod was created applies to it.
+
+    The informer that normally feeds the world may not have delivered that write yet (a race between
+    two watches); the sandbox starts once per pod, so one GET here costs little.
+    """
+    cm = world.kube.get_or_none(path("v1", "configmaps", FAULTS_CONFIGMAP, FAULTS_NAMESPACE))
+    if cm is not None:
+        world.set_runtime_faults((cm.get("data") or {}).get("faults.yaml", "[]"))
+
+
 def start_sandbox(pod, host, world, handler, taken=()):
     """A started Sandbox for the pod on ``host``, or SandboxError with kata's reason."""
     annotations = pod["metadata"].get("annotations") or {}
@@ -220,6 +233,7 @@ def start_sandbox(pod, host, world, handler, taken=()):
     if toml_text is not None:
         agent_check_initdata(toml_text)
     rest_api_feature(kernel_params)  # the agent refuses a bad value before anything starts
+    _refresh_faults(world)
     if _fault(world, "guest-gpu-cc-off", pod, host):
         for gpu in gpus:
             gpu["cc_mode"] = "off"
