@@ -18,7 +18,14 @@ fi
 export K8S_AUTH_KUBECONFIG="$state/admin.kubeconfig"
 # The twin's route hosts resolve through its own zone, not DNS: hand the KBS check the address.
 kbs=$(python -m twin --state-dir "$state" resolve kbs-trustee-operator-system)
+# What a user does with veritas on a real cluster: reference values of the guest image for this
+# release and TEE, with the kernel parameter the proof's pod adds (the command line is measured).
+tee=$(python -m twin.tee tee --profile "$profile")
+values="$root/build/demo-reference-values.json"
+python -m twin.tee reference-values --profile "$profile" \
+  --kernel-cmdline-extra "agent.guest_components_rest_api=all" > "$values"
 ansible-playbook -i localhost, playbooks/site.yml -e @scripts/demo-vars.yml \
-  -e "{\"trustee_kbs_resolve\": [\"$kbs\"], \"site_report_dir\": \"$root/build/report\"}" "$@"
+  -e "{\"trustee_kbs_resolve\": [\"$kbs\"], \"site_report_dir\": \"$root/build/report\",
+       \"trustee_tee\": \"$tee\", \"trustee_reference_values_sources\": [\"$values\"]}" "$@"
 echo
 echo "report: $root/build/report/report.md (kubeconfig of the twin: $K8S_AUTH_KUBECONFIG)"

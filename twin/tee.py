@@ -404,7 +404,10 @@ def launch(host_spec: dict, ocp_version: str, initdata_toml: str = None, gpus=No
 
 
 def main(argv=None):
-    """``python -m twin.tee reference-values --profile P``: the twin's veritas, as a reference-values.json list."""
+    """``python -m twin.tee reference-values --profile P``: the twin's veritas, as a reference-values.json list.
+
+    ``python -m twin.tee tee --profile P`` prints the profile's TEE type.
+    """
     import argparse
     import sys
 
@@ -416,14 +419,22 @@ def main(argv=None):
     rv.add_argument("--profile", default="default")
     rv.add_argument("--ocp-version", action="append", help="release(s); default: the profile's")
     rv.add_argument("--no-gpu", action="store_true", help="the CPU-only guest image")
+    rv.add_argument("--kernel-cmdline-extra", default="",
+                    help="kernel parameters the pods add (e.g. agent.guest_components_rest_api=all): they are "
+                         "measured, as veritas --kernel-cmdline takes the whole command line")
+    sub.add_parser("tee", help="the TEE type of a profile's TEE nodes (tdx or snp)").add_argument(
+        "--profile", default="default")
     args = parser.parse_args(argv)
     spec = profiles.load(args.profile)
     node = next((n for n in spec["nodes"] if (n.get("tee") or {}).get("type")), None)
     if node is None:
         print(f"profile {args.profile} has no TEE node", file=sys.stderr)
         return 1
+    if args.command == "tee":
+        print(node["tee"]["type"])
+        return 0
     values = reference_values(args.ocp_version or [spec["openshift"]["version"]], node["tee"]["type"],
-                              gpu=not args.no_gpu, host_spec=node)
+                              gpu=not args.no_gpu, host_spec=node, cmdline_extra=args.kernel_cmdline_extra)
     print(json.dumps(values, indent=2))
     return 0
 
