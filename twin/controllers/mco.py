@@ -37,7 +37,6 @@ import time
 import urllib.parse
 import uuid
 
-from .. import crds
 from ..controller import Controller
 from ..kube import ApiError, path
 from ..kubelet import now
@@ -308,10 +307,6 @@ def rendered_object(pool, spec):
 
 def seed(kube, profile):
     """Base MachineConfigs, rendered configs for master and worker, pools targeting them, nodes on them."""
-    # The MCO's config CRDs the render controller reads (no upstream copy in the shared folder: the twin's own,
-    # also in conformance mode). They belong in twin/crds.py's TABLE; installed here until they are.
-    crds.install(kube, [crds.twin_crd("machineconfiguration.openshift.io", "v1", kind, plural, "Cluster", {})
-                        for kind, plural in (("ContainerRuntimeConfig", CRC_PLURAL), ("KubeletConfig", KC_PLURAL))])
     mc_path = path(MC_API, "machineconfigs")
     for mc in base_configs(profile):
         kube.create_or_get(mc_path, mc)

@@ -42,17 +42,12 @@ import re
 
 import yaml
 
-from .. import crds as crd_table
 from ..controller import Controller
 from ..kube import ApiError, path
 from ..kubelet import now
 from . import olm
 
 log = logging.getLogger("twin.nfd")
-
-# The operator's CSV owns six CRDs; the OLM twin installs what PACKAGES lists. (The OLM twin's own
-# table should point at twin.crds.NFD_OPERATOR_CRDS; until it does, the NFD twin sets it here.)
-olm.PACKAGES["nfd"]["crds"] = crd_table.NFD_OPERATOR_CRDS
 
 NFD_API = "nfd.openshift.io/v1"
 RULE_API = "nfd.openshift.io/v1alpha1"

@@ -73,11 +73,7 @@ PACKAGES = {
         "versions": ["4.21.0", "4.21.1"],
         "channels": {"stable": ["4.21.0", "4.21.1"]},
         "default_channel": "stable",
-        "crds": [
-            ("nfd.openshift.io", "v1", "NodeFeatureDiscovery", "nodefeaturediscoveries", "Namespaced", {}),
-            ("nfd.openshift.io", "v1alpha1", "NodeFeatureRule", "nodefeaturerules", "Namespaced", {}),
-            ("nfd.k8s-sigs.io", "v1alpha1", "NodeFeature", "nodefeatures", "Namespaced", {"status": False}),
-        ],
+        "crds": crd_table.NFD_OPERATOR_CRDS,  # the 4.21 CSV owns six
         "example": {"apiVersion": "nfd.openshift.io/v1", "kind": "NodeFeatureDiscovery",
                     "metadata": {"name": "nfd-instance", "namespace": "openshift-nfd"},
                     "spec": {"operand": {"imagePullPolicy": "IfNotPresent", "servicePort": 12000},
@@ -93,7 +89,13 @@ PACKAGES = {
         "channels": {"v26.3": ["26.3.1", "26.3.3"], "v26.7": ["26.7.0"], "stable": ["26.3.1", "26.3.3", "26.7.0"]},
         "default_channel": "v26.7",
         "crds": [
-            ("nvidia.com", "v1", "ClusterPolicy", "clusterpolicies", "Cluster", {}),
+            # Open but for what the real CRD refuses that the collection could send: the CC default mode's enum
+            # (nvidia.com_clusterpolicies.yaml: ccManager.defaultMode on|off|devtools; ppcie only as a node label).
+            ("nvidia.com", "v1", "ClusterPolicy", "clusterpolicies", "Cluster", {"spec": {
+                "type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                "properties": {"ccManager": {
+                    "type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                    "properties": {"defaultMode": {"type": "string", "enum": ["on", "off", "devtools"]}}}}}}),
             ("nvidia.com", "v1alpha1", "NVIDIADriver", "nvidiadrivers", "Cluster", {}),
         ],
         "example": {"apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy", "metadata": {"name": "gpu-cluster-policy"},
