@@ -238,11 +238,31 @@ def refusal_reason(result: dict) -> str:
     return "HTTP {0} with no body".format(resource["status"])
 
 
-def negative_check(name: str, result: dict | None, secret_sha256: str, error: str | None = None) -> dict:
+def token_verdict(report: dict | None) -> str | None:
+    """What the pod's own EAR token says made Trustee refuse: the submods not affirming and their claims.
+
+    The KBS answers a refused resource with a bare ``PolicyDeny``; the token the same guest got
+    carries the appraisal that the resource policy read (``report`` is ``ear.inspect``'s).
+    """
+    if not report:
+        return None
+    parts = []
+    for name, sub in sorted((report.get("submods") or {}).items()):
+        if sub.get("status") != "affirming":
+            parts.append("{0} {1}: {2}".format(name, sub.get("status"), "; ".join(sub.get("not_affirming") or [])
+                                               or "no claim reached the affirming tier"))
+    if not parts:
+        return "every submod affirming (the resource policy refused on something else)"
+    return "Trustee's token: " + " | ".join(parts)
+
+
+def negative_check(name: str, result: dict | None, secret_sha256: str, error: str | None = None,
+                   token_report: dict | None = None) -> dict:
     """One negative case: a pass only when the pod did not get the secret, with Trustee's reason.
 
     ``result`` None means the pod produced no result line (``error`` says why): it did not get the
-    secret either, so that is a refusal, reported with what happened.
+    secret either, so that is a refusal, reported with what happened. ``token_report`` (the pod's
+    token read by ``ear.inspect``) adds what the appraisal said to the KBS's bare refusal.
     """
     if result is None:
         return check(name, "pass", "refused: the pod produced no result", negative=True, reason=error)
@@ -253,8 +273,10 @@ def negative_check(name: str, result: dict | None, secret_sha256: str, error: st
         return check(name, "fail", "NOT REFUSED: the KBS released {0} to a pod it must refuse".format(
             "the secret" if leaked else "a resource (SHA-256 {0})".format(got)), negative=True,
             reason="released with HTTP 200")
+    reason = refusal_reason(result)
+    verdict = token_verdict(token_report)
     return check(name, "pass", "refused with HTTP {0}".format(resource["status"]), negative=True,
-                 reason=refusal_reason(result))
+                 reason="{0} ({1})".format(reason, verdict) if verdict else reason)
 
 
 def claims(report: dict | None, kbs_url: str | None = None) -> dict:

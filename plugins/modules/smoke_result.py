@@ -177,7 +177,14 @@ def judge(params, log, pod_error=None):
         result, error = None, str(exc)
     if params["case"] == "negative":
         name = params["check_name"] or "refused: negative case"
-        return [smoke.negative_check(name, result, params["secret_sha256"], error=error)], None, _public(result)
+        token_report = None
+        if result is not None and result["token"]["token"] and params["token_cert"]:
+            try:
+                token_report = ear.inspect(result["token"]["token"], key=params["token_cert"], leeway=params["leeway"])
+            except ear.EarError:
+                token_report = None  # the refusal stands on the KBS's answer alone
+        return [smoke.negative_check(name, result, params["secret_sha256"], error=error,
+                                     token_report=token_report)], None, _public(result)
     if result is None:
         checks = [smoke.check(n, "fail", error) for n in (
             "vectorAdd on the GPU", "token signature", "token freshness", "cpu0 affirming", "gpu0 affirming",

@@ -314,3 +314,15 @@ def test_a_wrong_reference_value_needs_one_to_replace():
         smoke.wrong_reference_value({}, "tdx")
     with pytest.raises(smoke.SmokeError, match="tee"):
         smoke.wrong_reference_value({rv.KEY_KV: "{}"}, "sev")
+
+
+def test_a_refusal_carries_what_the_pods_own_token_said():
+    result = {"vectoradd": {"exit_code": 0}, "token": {"status": 200, "token": "x", "error": None},
+              "resource": {"status": 500, "sha256": None, "error": "403 PolicyDeny: Access denied by policy"}}
+    report = {"submods": {"cpu0": {"status": "warning", "not_affirming": ["configuration 36 (warning): unavailable"]},
+                          "gpu0": {"status": "affirming", "not_affirming": []}}}
+    checked = smoke.negative_check("refused: debug TD", result, "ab", token_report=report)
+    assert checked["status"] == "pass"
+    assert checked["reason"] == ("403 PolicyDeny: Access denied by policy (Trustee's token: cpu0 warning: "
+                                 "configuration 36 (warning): unavailable)")
+    assert smoke.negative_check("n", result, "ab")["reason"] == "403 PolicyDeny: Access denied by policy"
