@@ -23,8 +23,9 @@ What the real operator does that the collection depends on (operators.md §4.3, 
 * with ``logLevel`` other than ``info``, the ContainerRuntimeConfig ``kata-crio-config`` for the pool
   (``processLogLevel``), from which the MCO twin generates ``99-<pool>-generated-containerruntime``; upstream
   creates it just after the pool, racing the first render. The twin creates it just before, so the render
-  waits for it (one rendered config); the fault ``{kind: osc-crc-late}`` creates it only once the pool
-  has rendered the extension, and a second rendered config and update follow, as when upstream loses the race;
+  waits for it (one rendered config); the fault ``{kind: osc-crc-late}`` creates it only once a node applies
+  the pool's first render (with the extension), and a second rendered config and a second update of that
+  node follow, as when upstream loses the race;
 * reconciles on KataConfig, MachineConfigPool and feature-gate changes, and on node changes only
   when a node's MCO state or its match of the selector changes. So GPUs that appear after the
   KataConfig was reconciled do not bring ``kata-cc-nvidia-gpu``: another reconcile does (a changed
@@ -350,9 +351,8 @@ class KataConfigController(Controller):
             if level == "info":
                 return
             pool_name = "master" if is_converged else "kata-oc"
-            if self.world.fault("osc-crc-late") and EXTENSION_MC not in _sources(
-                    self.cache(MC_API, "machineconfigpools").get(pool_name)):
-                return  # the fault: only once the pool has rendered our extension
+            if self.world.fault("osc-crc-late") and not self._a_node_updates_to_the_first_render(pool_name):
+                return  # the fault: only once a node applies the pool's render with our extension (the race lost)
             body = {"apiVersion": MC_API, "kind": "ContainerRuntimeConfig", "metadata": {"name": CRC_NAME},
                     "spec": {"machineConfigPoolSelector": {"matchLabels": {
                         "pools.operator.machineconfiguration.openshift.io/" + pool_name: ""}},
@@ -367,6 +367,19 @@ class KataConfigController(Controller):
         if ((existing.get("spec") or {}).get("containerRuntimeConfig") or {}).get("logLevel") != level:
             self.kube.merge_patch(path(MC_API, CRC_PLURAL, CRC_NAME),
                                   {"spec": {"containerRuntimeConfig": {"logLevel": level}}})
+
+    def _a_node_updates_to_the_first_render(self, pool_name):
+        """Whether the pool has rendered our extension and a node's daemon is already applying that render.
+
+        The daemon finishes an update it has started, so that node takes the second render after it
+        (two updates) while the nodes not yet started go straight to the second: deterministic.
+        """
+        pool = self.cache(MC_API, "machineconfigpools").get(pool_name)
+        if EXTENSION_MC not in _sources(pool):
+            return False
+        target = ((pool.get("spec") or {}).get("configuration") or {}).get("name")
+        return any(_ann(n).get("machineconfiguration.openshift.io/desiredConfig") == target
+                   and _ann(n).get(MCO_STATE) == "Working" for n in self.cache("v1", "nodes").items())
 
     def _ensure_extension_mc(self, pool_name):
         existing = self.cache(MC_API, "machineconfigs").get(EXTENSION_MC)
