@@ -222,8 +222,8 @@ def crash_message(mode, crashing, pods_by_node):
     lines = ["cc-manager could not switch the GPU CC mode to {0!r}".format(mode)]
     for node in sorted(crashing):
         lines.append("cc-manager on {0} is crash-looping (it exits before writing {1}, as it does for a GPU that "
-                     "cannot take the mode): pod {2}".format(node, CC_MODE_STATE_LABEL,
-                                                              pod_status_line(pods_by_node.get(node))))
+                     "cannot take the mode): pod {2}".format(
+                         node, CC_MODE_STATE_LABEL, pod_status_line(pods_by_node.get(node))))
     return ". ".join(lines)
 
 

@@ -53,7 +53,7 @@ options:
     choices: [positive, negative]
     default: positive
   check_name:
-    description: Name of the negative case's check, for example C(refused: initdata one byte changed).
+    description: "Name of the negative case's check, for example C(refused: initdata one byte changed)."
     type: str
   secret_sha256:
     description: Hex SHA-256 of the secret the KBS resource holds (the secret itself is never given).
@@ -228,7 +228,7 @@ class SmokeResult(CgpuModule):
         # A sandbox the runtime refuses (malformed initdata, no TEE, a GPU it cannot pass) leaves the pod
         # Pending for good; the kubelet says why in a FailedCreatePodSandBox event (kubelet
         # pkg/kubelet/events/event.go FailedCreatePodSandBox, kuberuntime_manager.go SyncPod).
-        events, _ = self.list("v1", "Event", namespace=namespace)
+        events = self.list("v1", "Event", namespace=namespace)[0]
         for event in events:
             involved = event.get("involved_object") or event.get("involvedObject") or {}
             if involved.get("name") == name and event.get("reason") == "FailedCreatePodSandBox":

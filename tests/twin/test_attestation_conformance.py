@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parents[2]
 OWN = REPO / "twin" / "kbs" / "policies"
 OUTPUT = REPO / "tests" / "output" / "attestation-corpus.md"
 URL = "https://kbs-trustee-operator-system.apps.twin.example.com"
-RUNTIME = {"nonce": "bm9uY2U=", "tee-pubkey": {"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW",
-                                              "x": "eA", "y": "eQ"}}
+RUNTIME = {"nonce": "bm9uY2U=",
+           "tee-pubkey": {"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW", "x": "eA", "y": "eQ"}}
 SHORT = {"instance-identity": "ii", "configuration": "cf", "executables": "ex", "file-system": "fs",
          "hardware": "hw", "runtime-opaque": "ro", "storage-opaque": "so", "sourced-data": "sd"}
 

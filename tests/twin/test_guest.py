@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from plugins.module_utils import attestation_policy, initdata
-from tests.twin.sandboxed.conftest import CONFIGURED_ARGS, GPU_NAMESPACE, cluster_policy, ensure_namespace, prepare
+from tests.twin.sandboxed.conftest import CONFIGURED_ARGS, cluster_policy, ensure_namespace, prepare
 from tests.twin.sandboxed.conftest import wait_for as wait_for_items
 from tests.twin.test_trustee_twin import _add_resource, _restart_kbs, _set_reference_values
 from tests.twin.trustee_helpers import (
@@ -131,7 +131,7 @@ def run_pod(kube, body, finished=("Succeeded", "Failed")):
 def smoke_result(kube, name):
     text = kube.request("GET", path("v1", "pods", name, PODS_NS, "log"))
     last = text.rstrip("\n").splitlines()[-1]
-    marker, _, body = last.partition(" ")
+    marker, body = last.partition(" ")[::2]
     assert marker == "CGPU-SMOKE-RESULT", text
     return text, json.loads(body)
 
@@ -214,7 +214,7 @@ def test_debug_guest_is_not_affirmed(guest_twin, trustee):
         run_pod(kube, smoke_pod("smoke-debug", initdata.encode_annotation(trustee["toml"])))
     finally:
         guest_twin.set_faults([])
-    _, result = smoke_result(kube, "smoke-debug")
+    result = smoke_result(kube, "smoke-debug")[1]
     claims = token_claims(result["token"]["token"])["submods"]["cpu0"]
     assert claims["ear.veraison.annotated-evidence"]["tdx"]["td_attributes"]["debug"] is True
     assert claims["ear.status"] != "affirming"
@@ -233,10 +233,10 @@ def test_one_byte_of_initdata_changed_is_refused_with_pinning(trustee):
     changed = trustee["toml"].replace("default ReadStreamRequest := false", "default ReadStreamRequest := true")
     assert changed != trustee["toml"]
     run_pod(kube, smoke_pod("smoke-changed", initdata.encode_annotation(changed)))
-    _, result = smoke_result(kube, "smoke-changed")
+    result = smoke_result(kube, "smoke-changed")[1]
     assert result["resource"]["status"] == 500 and result["resource"]["sha256"] is None
     assert "403 PolicyDeny" in result["resource"]["error"], result["resource"]["error"]
     # the pinned initdata itself still gets its secret
     run_pod(kube, smoke_pod("smoke-pinned", initdata.encode_annotation(trustee["toml"])))
-    _, result = smoke_result(kube, "smoke-pinned")
+    result = smoke_result(kube, "smoke-pinned")[1]
     assert result["resource"]["status"] == 200, result

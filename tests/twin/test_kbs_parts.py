@@ -9,9 +9,8 @@ import threading
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ansible_collections.confidential.gpu.plugins.module_utils import reference_values as collection_rv
 from twin import dns, profile as profiles, router, tee
-from twin.kbs import config as kbs_config, rvps, verifier
+from twin.kbs import config as kbs_config, verifier
 
 VALUES = {"mr_td": {"value": ["aa" * 48], "expiration": "2099-12-31T00:00:00Z"},
           "snp_smt_enabled": {"value": True, "expiration": "2099-12-31T00:00:00Z"}}

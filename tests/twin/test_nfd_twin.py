@@ -194,8 +194,8 @@ def test_master_reads_nodefeatures_and_upstream_rules_only(mixed):
     rules = [
         # Feature names ignore case. (Ge, Le and GeLe: the engine has them, the 4.21 CRDs' enum refuses them.)
         {"name": "ge", "labels": {"vendor-x.example/ge": "true"}, "matchFeatures": [
-            {"feature": "VENDOR.X", "matchExpressions": {"level": {"op": "Gt", "value": ["6"]},
-                                                          "version": {"op": "InRegexp", "value": ["^1[.]4"]}}}]},
+            {"feature": "VENDOR.X", "matchExpressions": {
+                "level": {"op": "Gt", "value": ["6"]}, "version": {"op": "InRegexp", "value": ["^1[.]4"]}}}]},
         # Exists with a value is an error: the whole rule is skipped.
         {"name": "bad", "labels": {"vendor-x.example/bad": "true"}, "matchFeatures": [
             {"feature": "vendor.x", "matchExpressions": {"level": {"op": "Exists", "value": ["7"]}}}]},
@@ -215,7 +215,6 @@ def test_master_reads_nodefeatures_and_upstream_rules_only(mixed):
     kube.delete(path("nfd.k8s-sigs.io/v1alpha1", "nodefeaturerules", "vendor-x", NFD))
     nodes_where(kube, lambda n: "vendor-x.example/agent" not in n["worker-vm"]["metadata"]["labels"]
                 and "vendor-x.example/ge" not in n["worker-vm"]["metadata"]["labels"] and n)
-
 
 
 def test_rule_engine_operators_as_upstream():

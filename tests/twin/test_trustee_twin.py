@@ -479,9 +479,8 @@ def test_deleting_the_trusteeconfig_runs_the_kbsconfig_finalizer(trustee):
             or kube.get_or_none(path("apps/v1", "deployments", "trustee-deployment", ns)) is not None:
         assert time.monotonic() < deadline, "KbsConfig or its Deployment still there after the TrusteeConfig went"
         listing = kube.list(path(API, "kbsconfigs", namespace=ns))
-        for _ in kube.watch(path(API, "kbsconfigs", namespace=ns), listing["metadata"]["resourceVersion"],
-                            timeout_seconds=5):
-            break
+        next(iter(kube.watch(path(API, "kbsconfigs", namespace=ns), listing["metadata"]["resourceVersion"],
+                             timeout_seconds=5)), None)
 
 
 # -- no cluster: the twin's own kbs-config template against upstream's ------------------------------
@@ -505,6 +504,7 @@ def test_the_twins_own_kbs_config_is_upstreams_document(profile, tls):
     theirs = kbs_config.Sources(upstream).kbs_config(profile, data)
     ours = kbs_config.Sources(None).kbs_config(profile, data)
     assert tomllib.loads(ours) == tomllib.loads(theirs)
+
     # The TLS lines the operator merges into an existing file are the same lines too.
     def tls_lines(text):
         return [line for line in kbs_config.extract_tls_lines(text) if line.strip()]

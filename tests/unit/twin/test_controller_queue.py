@@ -22,7 +22,7 @@ def drain(queue, stop, until):
 
 def test_a_key_requeued_many_times_waits_once():
     queue = WorkQueue()
-    for _ in range(100):
+    for attempt in range(100):
         queue.add("a", after=0.05)
     assert len(queue._delayed) == 1
     keys = drain(queue, threading.Event(), time.monotonic() + 0.3)

@@ -325,7 +325,7 @@ def test_without_a_key_a_token_signed_by_anyone_is_never_ok(key):
 
 def test_a_forged_payload_never_reads_as_affirming(key):
     genuine = sign(ARTICLE_CLAIMS, key)
-    head, _, signature = genuine.split(".")
+    head, signature = genuine.split(".")[::2]
     payload = base64.urlsafe_b64encode(json.dumps(ARTICLE_CLAIMS).encode() + b" ").decode().rstrip("=")
     result = ear.inspect(".".join([head, payload, signature]), key=key.as_pem(private=False).decode(), now=NOW)
     assert result["signature"]["verified"] is False

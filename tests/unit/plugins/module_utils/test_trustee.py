@@ -145,7 +145,7 @@ def test_configmap_versions_must_name_the_current_version_of_every_mounted_confi
     cms = {"tc-kbs-config": {"metadata": {"resourceVersion": "10"}},
            "tc-rvps-reference-values": {"metadata": {"resourceVersion": "12"}},
            "tc-attestation-policy-cpu": None}  # absent: the operator skips it too
-    ok, _ = t.configmap_versions_state(_with_versions("tc-kbs-config:10,tc-rvps-reference-values:12"), spec, cms)
+    ok = t.configmap_versions_state(_with_versions("tc-kbs-config:10,tc-rvps-reference-values:12"), spec, cms)[0]
     assert ok
     ok, message = t.configmap_versions_state(_with_versions("tc-kbs-config:10,tc-rvps-reference-values:11"), spec, cms)
     assert not ok and "tc-rvps-reference-values" in message
