@@ -11,6 +11,7 @@ in-cluster, then kubeconfig) and nothing of kubernetes.core is copied.
 from __future__ import annotations
 
 import copy
+import queue
 import time
 import traceback
 
@@ -223,6 +224,25 @@ class CgpuModule(AnsibleK8SModule):
                 return
             if time.monotonic() >= deadline:
                 return
+
+    @staticmethod
+    def next_burst(events, timeout):
+        """Wait up to ``timeout`` seconds for what ``watch_into`` puts on ``events``, then take the whole burst.
+
+        True when something changed (the waiter re-reads the state once for the burst), False when
+        nothing came in time; a failed watch's CoreException is raised.
+        """
+        try:
+            item = events.get(timeout=max(0.1, timeout))
+        except queue.Empty:
+            return False
+        while True:
+            if isinstance(item, Exception):
+                raise item
+            try:
+                item = events.get_nowait()
+            except queue.Empty:
+                return True
 
     # -- running -----------------------------------------------------------------------------
 

@@ -270,17 +270,7 @@ class GpuCcMode(CgpuModule):
                         threading.Thread(target=self.watch_into, args=(api_version, kind, events, stop, deadline),
                                          daemon=True).start()
                     started = True
-                try:
-                    item = events.get(timeout=max(0.1, remaining))
-                except queue.Empty:
-                    continue
-                while True:  # a burst of events: judge once, on the latest state
-                    if isinstance(item, Exception):
-                        raise item
-                    try:
-                        item = events.get_nowait()
-                    except queue.Empty:
-                        break
+                self.next_burst(events, remaining)  # a burst of events: judge once, on the latest state
         finally:
             stop.set()
 

@@ -182,17 +182,7 @@ class KataConfigWait(CgpuModule):
                 wake = deadline - now
                 if failing_since is not None:
                     wake = min(wake, p["failure_grace"] - (now - failing_since))
-                try:
-                    item = events.get(timeout=max(0.1, wake))
-                except queue.Empty:
-                    continue
-                while True:  # a burst of events: judge once, on the latest state
-                    if isinstance(item, Exception):
-                        raise item
-                    try:
-                        item = events.get_nowait()
-                    except queue.Empty:
-                        break
+                self.next_burst(events, wake)  # a burst of events: judge once, on the latest state
         finally:
             stop.set()
 

@@ -254,17 +254,7 @@ class SmokeResult(CgpuModule):
                         threading.Thread(target=self.watch_into, args=("v1", kind, events, stop, deadline),
                                          daemon=True).start()
                     started = True
-                try:
-                    item = events.get(timeout=max(0.1, deadline - time.monotonic()))
-                except queue.Empty:
-                    continue
-                while True:  # a burst of events: judge once, on the latest state
-                    if isinstance(item, Exception):
-                        raise item
-                    try:
-                        item = events.get_nowait()
-                    except queue.Empty:
-                        break
+                self.next_burst(events, deadline - time.monotonic())  # judge once per burst, on the latest state
         finally:
             stop.set()
 
