@@ -9,35 +9,22 @@ are read through the API server, and the last line is the smoke contract's ``CGP
 
 import hashlib
 import json
-import time
 
 import pytest
-import yaml
 
 from plugins.module_utils import attestation_policy, initdata
-from tests.twin.sandboxed.conftest import CONFIGURED_ARGS, cluster_policy, ensure_namespace, prepare
+from tests.twin.guest_helpers import KERNEL_PARAMS, NODE, TRUSTEE_NS, confidential_gpu_twin, restricted_trustee
+from tests.twin.sandboxed.conftest import create_pod, ensure_namespace
 from tests.twin.sandboxed.conftest import wait_for as wait_for_items
 from tests.twin.test_trustee_twin import _add_resource, _restart_kbs, _set_reference_values
-from tests.twin.trustee_helpers import (
-    API,
-    TrusteePki,
-    admitted,
-    ensure_trustee_crds,
-    route,
-    tls_secret,
-    trustee_config,
-    wait_for,
-)
+from tests.twin.trustee_helpers import wait_for
 from twin import tee
 from twin.kbs.client import token_claims
-from twin.kube import ApiError, path
+from twin.kube import path
 
 pytestmark = pytest.mark.twin
 
-NODE = "worker-0"
 PODS_NS = "guest-smoke"
-TRUSTEE_NS = "trustee-operator-system"
-KERNEL_PARAMS = "agent.guest_components_rest_api=all"
 IMAGE = "quay.io/openshift_sandboxed_containers/gpu-verifier:ubi9"
 SECRET = b"the-workload-secret"
 RESOURCE = "default/kbsres1/key1"
@@ -49,56 +36,22 @@ SCRIPT = ("/opt/cuda-samples/Samples/0_Introduction/vectorAdd/build/vectorAdd; "
 
 @pytest.fixture(scope="module")
 def guest_twin(twin_factory, tmp_path_factory, twin_crds):
-    from twin import profile as profiles
-
-    data = yaml.safe_load((profiles.PROFILES_DIR / "default.yaml").read_text())
-    data["name"] = "guest-configured"
-    for node in data["nodes"]:
-        if "worker" in node.get("roles", ["worker"]):
-            node["kernel_cmdline"] = "BOOT_IMAGE=/vmlinuz rw root=UUID=twin " + CONFIGURED_ARGS
-    file = tmp_path_factory.mktemp("guest-profile") / "guest-configured.yaml"
-    file.write_text(yaml.safe_dump(data, sort_keys=False))
-    handle = twin_factory(str(file), name="guest")
-    prepare(handle, twin_crds is not None)
-    kube = handle.kube
-    kube.create(path("nvidia.com/v1", "clusterpolicies"), cluster_policy())
-    for name, handler in (("kata", "kata"), ("kata-cc-nvidia-gpu", "kata-tdx-nvidia-gpu")):
-        kube.create(path("node.k8s.io/v1", "runtimeclasses"), {
-            "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": name}, "handler": handler})
-    wait_for_items(kube, path("v1", "nodes"), lambda items: (
-        items[NODE]["metadata"]["labels"].get("nvidia.com/cc.mode.state") == "on"
-        and (items[NODE].get("status") or {}).get("allocatable", {}).get("nvidia.com/pgpu") == "1"),
-        timeout=90, what=f"{NODE}: GPU bound to vfio-pci and in CC mode")
-    ensure_namespace(kube, PODS_NS)
-    ensure_namespace(kube, TRUSTEE_NS)
+    handle = confidential_gpu_twin(twin_factory, tmp_path_factory, twin_crds, "guest")
+    ensure_namespace(handle.kube, PODS_NS)
     return handle
 
 
 @pytest.fixture(scope="module")
 def trustee(guest_twin, twin_crds):
     kube, ns = guest_twin.kube, TRUSTEE_NS
-    ensure_trustee_crds(kube, twin_crds)
-    kube.create(path("route.openshift.io/v1", "routes", namespace=ns), route(ns))
-    host = wait_for(kube, path("route.openshift.io/v1", "routes", namespace=ns), "kbs", admitted,
-                    what="route kbs admitted")["spec"]["host"]
-    material = TrusteePki(host, ns)
-    secrets = path("v1", "secrets", namespace=ns)
-    kube.create(secrets, tls_secret("kbs-tls-secret", ns, material.kbs_key, material.kbs_cert))
-    kube.create(secrets, tls_secret("kbs-attestation-token-secret", ns, material.token_key, material.token_cert))
-    kube.create(secrets, {"metadata": {"name": "kbsres1"}, "stringData": {"key1": SECRET.decode()}})
-    kube.create(path(API, "trusteeconfigs", namespace=ns), trustee_config("trustee-config", ns))
-    wait_for(kube, path(API, "trusteeconfigs", namespace=ns), "trustee-config",
-             lambda o: (o.get("status") or {}).get("isReady") is True, timeout=90, what="TrusteeConfig ready")
-    profile = yaml.safe_load((guest_twin.state / "profile.yaml").read_text())
-    node = next(n for n in profile["nodes"] if n["name"] == NODE)
-    values = tee.reference_values(profile["openshift"]["version"], "tdx", gpu=True, cmdline_extra=KERNEL_PARAMS,
-                                  host_spec=node)
-    _set_reference_values(kube, ns, values)
+    kbs = restricted_trustee(guest_twin, twin_crds)
+    kube.create(path("v1", "secrets", namespace=ns), {"metadata": {"name": "kbsres1"},
+                                                      "stringData": {"key1": SECRET.decode()}})
     _add_resource(kube, ns, "kbsres1")
     _restart_kbs(kube, ns)
-    url = f"https://{host}"
-    return {"kube": kube, "url": url, "ca": material.ca_pem, "values": values,
-            "toml": initdata.render(url, kbs_cert=material.ca_pem)}
+    url = f"https://{kbs['host']}"
+    return {"kube": kube, "url": url, "ca": kbs["material"].ca_pem, "values": kbs["values"],
+            "toml": initdata.render(url, kbs_cert=kbs["material"].ca_pem)}
 
 
 def smoke_pod(name, annotation, runtime_class="kata-cc-nvidia-gpu"):
@@ -114,15 +67,7 @@ def smoke_pod(name, annotation, runtime_class="kata-cc-nvidia-gpu"):
 
 def run_pod(kube, body, finished=("Succeeded", "Failed")):
     pods = path("v1", "pods", namespace=PODS_NS)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            kube.create(pods, body)
-            break
-        except ApiError as exc:  # the namespace's default ServiceAccount comes a moment later
-            if "serviceaccount" not in exc.message or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    create_pod(kube, PODS_NS, body)
     name = body["metadata"]["name"]
     return wait_for(kube, pods, name, lambda o: (o.get("status") or {}).get("phase") in finished, timeout=60,
                     what=f"pod {name} finished")

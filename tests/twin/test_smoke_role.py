@@ -11,21 +11,7 @@ import yaml
 
 from tests.conftest import REPO
 
-from tests.twin.sandboxed.conftest import CONFIGURED_ARGS, ensure_namespace, prepare
-from tests.twin.sandboxed.conftest import wait_for as wait_for_items
-from tests.twin.test_guest import KERNEL_PARAMS, NODE, TRUSTEE_NS
-from tests.twin.test_trustee_twin import _set_reference_values
-from tests.twin.trustee_helpers import (
-    API,
-    TrusteePki,
-    admitted,
-    ensure_trustee_crds,
-    route,
-    tls_secret,
-    trustee_config,
-    wait_for,
-)
-from twin import tee
+from tests.twin.guest_helpers import TRUSTEE_NS, confidential_gpu_twin, restricted_trustee
 from twin.kube import path
 
 pytestmark = [pytest.mark.twin, pytest.mark.slow]
@@ -35,46 +21,10 @@ SMOKE_NS = "cgpu-smoke"
 
 @pytest.fixture(scope="module")
 def proof_twin(twin_factory, tmp_path_factory, twin_crds):
-    from tests.twin.sandboxed.conftest import cluster_policy
-    from twin import profile as profiles
-
-    data = yaml.safe_load((profiles.PROFILES_DIR / "default.yaml").read_text())
-    data["name"] = "smoke-configured"
-    for node in data["nodes"]:
-        if "worker" in node.get("roles", ["worker"]):
-            node["kernel_cmdline"] = "BOOT_IMAGE=/vmlinuz rw root=UUID=twin " + CONFIGURED_ARGS
-    file = tmp_path_factory.mktemp("smoke-profile") / "smoke-configured.yaml"
-    file.write_text(yaml.safe_dump(data, sort_keys=False))
-    handle = twin_factory(str(file), name="smoke")
-    prepare(handle, twin_crds is not None)
-    kube = handle.kube
-    kube.create(path("nvidia.com/v1", "clusterpolicies"), cluster_policy())
-    for name, handler in (("kata", "kata"), ("kata-cc-nvidia-gpu", "kata-tdx-nvidia-gpu")):
-        kube.create(path("node.k8s.io/v1", "runtimeclasses"), {
-            "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": name}, "handler": handler})
-    wait_for_items(kube, path("v1", "nodes"), lambda items: (
-        items[NODE]["metadata"]["labels"].get("nvidia.com/cc.mode.state") == "on"
-        and (items[NODE].get("status") or {}).get("allocatable", {}).get("nvidia.com/pgpu") == "1"),
-        timeout=90, what=f"{NODE}: GPU bound to vfio-pci and in CC mode")
-    ensure_namespace(kube, TRUSTEE_NS)
-    ensure_trustee_crds(kube, twin_crds)
-    ns = TRUSTEE_NS
-    kube.create(path("route.openshift.io/v1", "routes", namespace=ns), route(ns))
-    host = wait_for(kube, path("route.openshift.io/v1", "routes", namespace=ns), "kbs", admitted,
-                    what="route kbs admitted")["spec"]["host"]
-    material = TrusteePki(host, ns)
-    secrets = path("v1", "secrets", namespace=ns)
-    kube.create(secrets, tls_secret("kbs-tls-secret", ns, material.kbs_key, material.kbs_cert))
-    kube.create(secrets, tls_secret("kbs-attestation-token-secret", ns, material.token_key, material.token_cert))
-    kube.create(path(API, "trusteeconfigs", namespace=ns), trustee_config("trustee-config", ns))
-    wait_for(kube, path(API, "trusteeconfigs", namespace=ns), "trustee-config",
-             lambda o: (o.get("status") or {}).get("isReady") is True, timeout=90, what="TrusteeConfig ready")
-    profile = yaml.safe_load((handle.state / "profile.yaml").read_text())
-    node = next(n for n in profile["nodes"] if n["name"] == NODE)
-    _set_reference_values(kube, ns, tee.reference_values(profile["openshift"]["version"], "tdx", gpu=True,
-                                                         cmdline_extra=KERNEL_PARAMS, host_spec=node))
-    return {"handle": handle, "vars": {"smoke_kbs_url": f"https://{host}", "smoke_kbs_ca_cert": material.ca_pem,
-                                       "smoke_tee": "tdx"}}
+    handle = confidential_gpu_twin(twin_factory, tmp_path_factory, twin_crds, "smoke")
+    kbs = restricted_trustee(handle, twin_crds)
+    return {"handle": handle, "vars": {"smoke_kbs_url": f"https://{kbs['host']}",
+                                       "smoke_kbs_ca_cert": kbs["material"].ca_pem, "smoke_tee": "tdx"}}
 
 
 def _playbook(role_vars):

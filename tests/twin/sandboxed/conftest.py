@@ -66,6 +66,14 @@ def ensure_namespace(kube, name):
             raise
 
 
+def create_pod(kube, namespace, body, timeout=20):
+    """Create a pod once the namespace's default ServiceAccount exists (the ServiceAccount admission plugin
+    refuses pods before kube-controller-manager made it): watched, not retried."""
+    wait_for(kube, path("v1", "serviceaccounts", namespace=namespace), lambda items: "default" in items,
+             timeout=timeout, what=f"the default ServiceAccount of {namespace}")
+    return kube.create(path("v1", "pods", namespace=namespace), body)
+
+
 def label_gpu_nodes(handle):
     """What NFD's pci source reports on nodes with an NVIDIA device."""
     for node in handle.profile_spec()["nodes"]:

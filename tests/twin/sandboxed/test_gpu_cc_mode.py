@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from twin.kube import ApiError, path
+from twin.kube import path
 
-from .conftest import GPU_NAMESPACE, cluster_policy, ensure_namespace, wait_for
+from .conftest import GPU_NAMESPACE, cluster_policy, create_pod, ensure_namespace, wait_for
 
 pytestmark = pytest.mark.twin
 
@@ -89,15 +89,7 @@ def test_refusals_devtools_no_cc_manager_and_pods_holding_a_gpu(gpus, run_playbo
             "spec": {"nodeSelector": {"kubernetes.io/hostname": "worker-1"},
                      "containers": [{"name": "c", "image": "registry.example/cuda:1",
                                      "resources": {"limits": {"nvidia.com/pgpu": "1"}}}]}}
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            kube.create(pods, body)
-            break
-        except ApiError as exc:  # the namespace's default ServiceAccount comes a moment later
-            if "serviceaccount" not in exc.message or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    create_pod(kube, namespace, body)
     wait_for(kube, pods, lambda items: (items.get("holds-gpu", {}).get("status") or {}).get("phase") == "Running",
              timeout=30)
     run = run_playbook(play(

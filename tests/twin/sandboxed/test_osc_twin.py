@@ -1,12 +1,10 @@
 """The OSC twin: KataConfig → pool and MachineConfig rolled out by the MCO twin, status, runtime classes."""
 
-import time
-
 import pytest
 
-from twin.kube import ApiError, path
+from twin.kube import path
 
-from .conftest import OSC_NAMESPACE, cluster_policy, ensure_namespace, prepare, wait_for
+from .conftest import OSC_NAMESPACE, cluster_policy, create_pod, ensure_namespace, prepare, wait_for
 
 pytestmark = pytest.mark.twin
 
@@ -171,17 +169,6 @@ def test_sno_uses_master_gates_old_openshift_and_misses_late_gpus_until_reconcil
     assert not {"kata", "kata-cc", "kata-cc-nvidia-gpu"} & {rc["metadata"]["name"] for rc in kube.list(RC)["items"]}
     assert kube.get_or_none(path("machineconfiguration.openshift.io/v1", "machineconfigs",
                                  "50-enable-sandboxed-containers-extension")) is None
-
-
-def create_pod(kube, namespace, body, timeout=20):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return kube.create(path("v1", "pods", namespace=namespace), body)
-        except ApiError as exc:  # the namespace's default ServiceAccount comes a moment later
-            if "serviceaccount" not in exc.message or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 MC = path("machineconfiguration.openshift.io/v1", "machineconfigs")
