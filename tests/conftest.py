@@ -80,15 +80,13 @@ class TwinHandle:
 
     def set_faults(self, faults, timeout=30):
         """Replace the runtime faults (see twin.controllers.faults) and wait until the twin acts on them."""
-        import hashlib
-
-        from twin.controllers.faults import OBSERVED
+        from twin.controllers.faults import OBSERVED, faults_digest
         from twin.kube import path
 
         text = yaml.safe_dump(faults)
         cm = path("v1", "configmaps", "twin-faults", "twin-system")
         written = self.kube.merge_patch(cm, {"data": {"faults.yaml": text}})
-        want = hashlib.sha256(text.encode()).hexdigest()[:16]
+        want = faults_digest(text)
         if (written["metadata"].get("annotations") or {}).get(OBSERVED) == want:
             return
         version = written["metadata"]["resourceVersion"]

@@ -33,13 +33,14 @@ class FaultsWatcher(Controller):
         cm = self.cache("v1", "configmaps").get(FAULTS_CONFIGMAP, FAULTS_NAMESPACE)
         text = (cm or {}).get("data", {}).get("faults.yaml", "[]")
         self.world.set_runtime_faults(text)
-        if cm is not None and (cm["metadata"].get("annotations") or {}).get(OBSERVED) != _digest(text):
+        if cm is not None and (cm["metadata"].get("annotations") or {}).get(OBSERVED) != faults_digest(text):
             self.kube.merge_patch(path("v1", "configmaps", FAULTS_CONFIGMAP, FAULTS_NAMESPACE),
-                                  {"metadata": {"annotations": {OBSERVED: _digest(text)}}})
+                                  {"metadata": {"annotations": {OBSERVED: faults_digest(text)}}})
         return None
 
 
-def _digest(text):
+def faults_digest(text):
+    """The short digest of a faults.yaml text the twin writes in OBSERVED once it acts on it."""
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
