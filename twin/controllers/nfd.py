@@ -53,6 +53,13 @@ NFD_API = "nfd.openshift.io/v1"
 RULE_API = "nfd.openshift.io/v1alpha1"
 FEATURE_API = "nfd.k8s-sigs.io/v1alpha1"
 SIGS_RULE_API = "nfd.k8s-sigs.io/v1alpha1"
+
+
+def operator_namespaces(csvs):
+    """Namespaces where the NFD operator's CSV has succeeded (it runs there)."""
+    return {c["metadata"]["namespace"] for c in csvs.items()
+            if olm.CSV_INDEX.get(c["metadata"]["name"], ("",))[0] == "nfd"
+            and (c.get("status") or {}).get("phase") == "Succeeded"}
 PREFIX = "feature.node.kubernetes.io"
 NODE_NAME_LABEL = "nfd.node.kubernetes.io/node-name"
 LABELS_ANNOTATION = "nfd.node.kubernetes.io/feature-labels"
@@ -462,9 +469,7 @@ class NodeLabeller(Controller):
 
     def instance(self):
         """The NodeFeatureDiscovery instance served by a succeeded NFD CSV, or None."""
-        succeeded = {c["metadata"]["namespace"] for c in self.cache(olm.OLM, "clusterserviceversions").items()
-                     if olm.CSV_INDEX.get(c["metadata"]["name"], ("",))[0] == "nfd"
-                     and (c.get("status") or {}).get("phase") == "Succeeded"}
+        succeeded = operator_namespaces(self.cache(olm.OLM, "clusterserviceversions"))
         for item in sorted(self.cache(NFD_API, "nodefeaturediscoveries").items(), key=lambda i: i["metadata"]["name"]):
             if item["metadata"]["namespace"] in succeeded and not item["metadata"].get("deletionTimestamp"):
                 return item
@@ -554,16 +559,20 @@ class RuleCopier(Controller):
     name = "nfd-rule-copier"
     api_version = RULE_API
     plural = "nodefeaturerules"
-    watches = ((olm.OLM, "clusterserviceversions"),)
+    # The copies too (the operator Owns() them): an edited or deleted copy is put back from its source.
+    watches = ((olm.OLM, "clusterserviceversions"), (SIGS_RULE_API, "nodefeaturerules"))
+
+    def map_event(self, kind, obj):
+        if obj.get("apiVersion") == SIGS_RULE_API:  # a copy: its source has the same namespace and name
+            return [(obj["metadata"].get("namespace"), obj["metadata"]["name"])]
+        return super().map_event(kind, obj)
 
     def reconcile(self, key):
         namespace, name = key
         source = self.cache(RULE_API, "nodefeaturerules").get(name, namespace)
         if source is None or source["metadata"].get("deletionTimestamp"):
             return None
-        if not any(olm.CSV_INDEX.get(c["metadata"]["name"], ("",))[0] == "nfd"
-                   and (c.get("status") or {}).get("phase") == "Succeeded"
-                   for c in self.cache(olm.OLM, "clusterserviceversions").items()):
+        if not operator_namespaces(self.cache(olm.OLM, "clusterserviceversions")):
             return None
         owner = {"apiVersion": RULE_API, "kind": "NodeFeatureRule", "name": name, "uid": source["metadata"]["uid"],
                  "controller": True, "blockOwnerDeletion": True}
@@ -571,11 +580,8 @@ class RuleCopier(Controller):
         if spec["rules"] is None:
             spec = {}
         p = path(SIGS_RULE_API, "nodefeaturerules", namespace=namespace)
-        try:
-            current = self.kube.get(f"{p}/{name}")
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
+        current = copy.deepcopy(self.cache(SIGS_RULE_API, "nodefeaturerules").get(name, namespace))
+        if current is None:  # a copy made meanwhile answers 409: the reconcile runs again on fresh state
             self.kube.create(p, {"apiVersion": SIGS_RULE_API, "kind": "NodeFeatureRule",
                                  "metadata": {"name": name, "namespace": namespace, "ownerReferences": [owner]},
                                  "spec": spec})
@@ -602,11 +608,7 @@ class InstanceStatus(Controller):
         item = self.cache(NFD_API, "nodefeaturediscoveries").get(name, namespace)
         if item is None or item["metadata"].get("deletionTimestamp"):
             return None
-        running = any(olm.CSV_INDEX.get(c["metadata"]["name"], ("",))[0] == "nfd"
-                      and c["metadata"]["namespace"] == namespace
-                      and (c.get("status") or {}).get("phase") == "Succeeded"
-                      for c in self.cache(olm.OLM, "clusterserviceversions").items())
-        if not running:
+        if namespace not in operator_namespaces(self.cache(olm.OLM, "clusterserviceversions")):
             return None
         current = {c["type"]: c["status"] for c in (item.get("status") or {}).get("conditions") or []}
         wanted = {"Available": "True", "Upgradeable": "True", "Progressing": "False", "Degraded": "False"}
