@@ -129,6 +129,16 @@ def test_a_hung_kbs_or_a_failed_step_is_not_ready():
     assert "READY: the cluster" not in files["summary"]
 
 
+def test_the_trustee_step_says_what_the_generated_kbs_config_serves():
+    served = render(dict(FACTS, trustee_report=dict(FACTS["trustee_report"], https=True)))[0]
+    trustee = next(s for s in served["steps"] if s["name"] == "trustee")
+    assert trustee["status"] == "pass" and "(its kbs-config serves HTTPS)" in trustee["detail"]
+    plain = render(dict(FACTS, trustee_report=dict(FACTS["trustee_report"], https=False)))[0]
+    trustee = next(s for s in plain["steps"] if s["name"] == "trustee")
+    assert trustee["status"] == "fail" and "plain HTTP" in trustee["detail"]
+    assert plain["verdict"]["ready"] is False
+
+
 def test_permissive_trustee_does_not_claim_verified_tls():
     facts = dict(FACTS, trustee_report=dict(FACTS["trustee_report"], profile="Permissive", tls_verified=False,
                                             tls_version=None))
