@@ -64,6 +64,19 @@ def ensure_binaries(version: str = KUBERNETES_VERSION, log=None) -> Path:
             "kube-apiserver); install Go >= 1.24 or set TWIN_BIN_DIR to a directory holding them"
         )
     target.mkdir(parents=True, exist_ok=True)
+    # Concurrent callers (parallel test runs, the demo) take a file lock, as for the engine: one
+    # builds, the others block and then find the binaries, instead of racing on the same .tmp files.
+    import fcntl
+
+    with open(target / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        todo = missing(version)
+        if todo:
+            _build_binaries(go, target, todo, version, log)
+    return target
+
+
+def _build_binaries(go: str, target: Path, todo: list, version: str, log) -> None:
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-trimpath")
     total = time.monotonic()
     for name in todo:
@@ -78,7 +91,6 @@ def ensure_binaries(version: str = KUBERNETES_VERSION, log=None) -> Path:
         os.replace(target / (name + ".tmp"), target / name)
         log(f"twin: built {name} in {time.monotonic() - started:.0f}s")
     log(f"twin: control-plane binaries ready in {time.monotonic() - total:.0f}s")
-    return target
 
 
 
