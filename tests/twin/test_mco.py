@@ -296,7 +296,7 @@ def test_custom_pool_configs_merge_after_worker_ones_and_repeated_kargs_stay(kub
             what="t-order render")["t-order"]
         order = [s["name"] for s in p["spec"]["configuration"]["source"]]
         assert order.index("99-worker-t-order") < order.index("50-t-order-first")
-        assert order == sorted(n for n in order if n.startswith(("0", "99-worker"))) + ["50-t-order-first"]
+        assert order[-1] == "50-t-order-first" and order[:-1] == sorted(order[:-1])
         spec = _rendered(kube, "t-order")
         assert _file(spec, "/etc/twin-order.conf") == "custom", "the custom pool's MachineConfig wins"
         assert spec["kernelArguments"][-3:] == ["twin.dup", "twin.order=w", "twin.dup"]
@@ -378,3 +378,54 @@ def test_machine_configs_keeps_a_file_a_custom_pool_config_overrides(twin, kube,
         kube.delete(path(MC_API, "machineconfigpools", "t-vsock"))
         set_paused(kube, "worker", False)
     wait_pool(kube, "worker", absent=names)
+
+
+GENERATED_BY = "machineconfiguration.openshift.io/generated-by-controller-version"
+CGROUP_V2_KARGS = ["systemd.unified_cgroup_hierarchy=1", 'cgroup_no_v1="all"']
+
+
+def _generated(name):
+    return [f"97-{name}-generated-kubelet", f"98-{name}-generated-kubelet"]
+
+
+def test_generated_machine_configs_as_the_mco_writes_them(twin, kube):
+    """openshift/machine-config-operator release-4.21: the kubelet-config controller writes
+    97-/98-<pool>-generated-kubelet for every pool (cgroup v2 kernel arguments only for master and worker), the
+    container-runtime-config controller 99-<pool>-generated-registries for the built-in pools only. Neither
+    watches pools: a new custom pool gets its kubelet ones at the next FeatureGate change (or MCC restart), and
+    as they say what the worker ones say, its rendered config stays the same and nothing reboots."""
+    for name in ("master", "worker"):
+        p = pool(kube, name)
+        assert "machineconfiguration.openshift.io/mco-built-in" in p["metadata"]["labels"]
+        wanted = set(_generated(name) + [f"99-{name}-generated-registries"])
+        assert wanted <= {s["name"] for s in p["spec"]["configuration"]["source"]}
+        for mc_name in wanted:
+            generated = kube.get(path(MC_API, "machineconfigs", mc_name))
+            assert generated["metadata"]["labels"][ROLE] == name
+            assert GENERATED_BY in generated["metadata"]["annotations"]
+        assert kube.get(path(MC_API, "machineconfigs", f"97-{name}-generated-kubelet"))["spec"][
+            "kernelArguments"] == CGROUP_V2_KARGS
+        assert _rendered(kube, name)["kernelArguments"][:2] == CGROUP_V2_KARGS
+    assert "/etc/containers/registries.conf" in {
+        f["path"] for f in _rendered(kube, "worker")["config"]["storage"]["files"]}
+    before = boots(kube)
+    custom_pool(kube, "t-gen", "twin.test/gen")
+    gate = path("config.openshift.io/v1", "featuregates", "cluster")
+    try:
+        join(kube, "t-gen", "worker-2", "twin.test/gen")
+        first = pool(kube, "t-gen")["spec"]["configuration"]
+        assert set(_generated("worker") + ["99-worker-generated-registries"]) <= {s["name"] for s in first["source"]}
+        configs = {m["metadata"]["name"] for m in kube.list(path(MC_API, "machineconfigs"))["items"]}
+        assert not configs & set(_generated("t-gen") + ["99-t-gen-generated-registries"]), "no pool handler"
+        # Any spec change of FeatureGate cluster makes the controller write them for every pool there is.
+        kube.merge_patch(gate, {"spec": {"customNoUpgrade": {"enabled": ["TwinTestGate"]}}})
+        p = wait_pool(kube, "t-gen", sources=_generated("t-gen"))
+        assert p["spec"]["configuration"]["name"] == first["name"], "same content, same rendered config"
+        mine = kube.get(path(MC_API, "machineconfigs", "97-t-gen-generated-kubelet"))
+        assert mine["metadata"]["labels"][ROLE] == "t-gen" and not mine["spec"].get("kernelArguments")
+        assert kube.get_or_none(path(MC_API, "machineconfigs", "99-t-gen-generated-registries")) is None
+        after = boots(kube)
+        assert after["worker-2"] - before["worker-2"] == 1 and after["worker-1"] == before["worker-1"]
+    finally:
+        kube.merge_patch(gate, {"spec": {"customNoUpgrade": None}})
+        remove_custom_pool(kube, "t-gen", "worker-2", "twin.test/gen", _generated("t-gen"))
