@@ -206,3 +206,62 @@ def test_html_is_self_contained_escaped_and_looked_at_in_chromium(tmp_path):
     run = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert shot.exists() and shot.stat().st_size > 10_000, run.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- the report role run for real ----------------------------------------------------------------------
+
+
+def _closed_port_kubeconfig(tmp_path):
+    """A kubeconfig whose API server is a loopback port nothing listens on (bound, never listened, then closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    file = tmp_path / "unreachable.kubeconfig"
+    file.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "gone",
+        "clusters": [{"name": "gone", "cluster": {"server": f"https://127.0.0.1:{port}",
+                                                  "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "admin", "user": {"token": "not-a-secret"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "admin"}}]}))
+    return file, port
+
+
+def _role_result(run, name):
+    """The result of the role task ``name`` (the json callback prefixes role tasks with the role's name)."""
+    for play in (run.json or {}).get("plays", []):
+        for task in play["tasks"]:
+            if task["task"]["name"].split(" : ", 1)[-1] == name:
+                return next(iter(task["hosts"].values()))
+    raise AssertionError(f"task {name!r} did not run: {run.stdout[-3000:]} {run.stderr[-2000:]}")
+
+
+def test_the_bring_up_writes_its_report_when_the_api_server_cannot_be_reached(run_playbook, tmp_path):
+    """Issue 14 item 6: site.yml against an API server that refuses connections still writes all four files."""
+    kubeconfig, port = _closed_port_kubeconfig(tmp_path)
+    report_dir = tmp_path / "report"
+    run = run_playbook(str(REPO / "playbooks" / "site.yml"), env={"K8S_AUTH_KUBECONFIG": str(kubeconfig)},
+                       extra_vars={"site_report_dir": str(report_dir)})
+    assert run.rc != 0, "the bring-up must fail when the cluster cannot be reached"
+    written = {p.name for p in report_dir.iterdir()} if report_dir.exists() else set()
+    assert {"report.json", "report.md", "report.xml", "report.html"} <= written, (
+        written, run.stdout[-4000:], run.stderr[-2000:])
+    data = json.loads((report_dir / "report.json").read_text())
+    jsonschema.validate(data, schema())
+    assert data["cluster"]["reachable"] is False and str(port) in data["cluster"]["error"], data["cluster"]
+    assert data["verdict"]["ready"] is False
+    assert any(r.startswith("the cluster could not be read") for r in data["verdict"]["reasons"]), data["verdict"]
+    assert "pass" not in {s["status"] for s in data["steps"]}, data["steps"]
+    md = (report_dir / "report.md").read_text()
+    html = (report_dir / "report.html").read_text()
+    assert "could not be read" in md and "could not be read" in html
+    assert "READY: the cluster" not in md
+    root = ET.fromstring((report_dir / "report.xml").read_text())
+    ready = next(c for c in root.iter("testcase") if c.get("name") == "READY")
+    assert ready.find("failure") is not None
+    summary = _role_result(run, "Say plainly what was shown")["msg"]
+    (OUTPUT / "report-unreachable.txt").parent.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "report-unreachable.txt").write_text("\n".join(summary) + "\n")
+    assert any("could not be read" in line for line in summary), summary
+    assert not any(line.startswith("READY") for line in summary), summary
