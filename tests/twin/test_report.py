@@ -253,6 +253,10 @@ def test_the_bring_up_writes_its_report_when_the_api_server_cannot_be_reached(ru
     assert data["verdict"]["ready"] is False
     assert any(r.startswith("the cluster could not be read") for r in data["verdict"]["reasons"]), data["verdict"]
     assert "pass" not in {s["status"] for s in data["steps"]}, data["steps"]
+    # Preflight ran and failed: a step without a result after a failure is not said to have not run.
+    preflight = next(s for s in data["steps"] if s["name"] == "preflight")
+    assert preflight["status"] == "not run" and "did not run" not in preflight["detail"], preflight
+    assert preflight["detail"].startswith("no result: the bring-up stopped"), preflight
     md = (report_dir / "report.md").read_text()
     html = (report_dir / "report.html").read_text()
     assert "could not be read" in md and "could not be read" in html
