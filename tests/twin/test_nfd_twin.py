@@ -249,3 +249,33 @@ def test_rule_engine_operators_as_upstream():
     assert labels(term("no.such", a={"op": "DoesNotExist"})) == {}  # a feature the node lacks never matches
     # matchAny is evaluated first: an error there skips the rule even if matchFeatures would match.
     assert labels(term("cpu.cpuid", VMX={"op": "Exists"}), any_of=[term("vendor.x", level={"op": "In"})]) == {}
+
+
+def test_gpu_nodes_are_recognised_by_every_label_the_gpu_operator_takes():
+    """nfd-worker's default pci label fields are [class, vendor] (source/pci/pci.go newDefaultConfig, NFD v0.18): a GPU
+    node gets pci-0302_10de.present (3D controller) or pci-0300_10de.present (VGA), not pci-10de.present, unless
+    the worker config narrows the fields to vendor. The GPU operator takes all three (NVIDIA/gpu-operator
+    controllers/state_manager.go gpuNodeLabels); the collection's node view must too."""
+    from plugins.module_utils import nfd_labels
+    from twin.controllers import nfd
+
+    def view(device_class, config=None):
+        features = {"flags": {"cpu.cpuid": {"elements": {}}},
+                    "attributes": {"cpu.model": {"elements": {"vendor_id": "Intel"}}, "cpu.security": {"elements": {}},
+                                   "kernel.version": {"elements": {}},
+                                   "system.osrelease": {"elements": {"ID": "rhcos", "VERSION_ID": "4.21"}}},
+                    "instances": {"pci.device": {"elements": [{"attributes": {
+                        "class": device_class, "vendor": "10de", "device": "2bb5", "subsystem_vendor": "10de",
+                        "subsystem_device": "204e"}}]}}}
+        labels = nfd.builtin_labels(features, config)
+        return labels, nfd_labels.node_view({"metadata": {"name": "n", "labels": labels}})
+
+    labels, seen = view("0302")
+    assert labels[PREFIX + "pci-0302_10de.present"] == "true" and seen["gpu"] is True
+    labels, seen = view("0300")
+    assert labels[PREFIX + "pci-0300_10de.present"] == "true" and seen["gpu"] is True
+    narrowed = dict(nfd.worker_config(None), pci_fields=["vendor"])
+    labels, seen = view("0302", narrowed)
+    assert labels[PREFIX + "pci-10de.present"] == "true" and seen["gpu"] is True
+    assert nfd_labels.node_view({"metadata": {"name": "n", "labels": {
+        PREFIX + "pci-0302_10de.present": "false"}}})["gpu"] is False
