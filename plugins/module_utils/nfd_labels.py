@@ -17,6 +17,11 @@ from ansible_collections.confidential.gpu.plugins.module_utils.cluster_facts imp
 PREFIX = "feature.node.kubernetes.io/"
 VENDOR_LABEL = PREFIX + "cpu-model.vendor_id"
 GPU_LABEL = PREFIX + "pci-10de.present"
+# Every label that says "an NVIDIA GPU is here", as the GPU operator takes them (NVIDIA/gpu-operator
+# controllers/state_manager.go gpuNodeLabels): pci-10de with the label fields narrowed to the vendor (our
+# nfd role's worker config), pci-0302_10de (3D controller) and pci-0300_10de (VGA) with nfd-worker's default
+# fields [class, vendor] (source/pci/pci.go newDefaultConfig, NFD v0.18), e.g. under an instance we did not write.
+GPU_LABELS = (GPU_LABEL, PREFIX + "pci-0302_10de.present", PREFIX + "pci-0300_10de.present")
 HYPERVISOR_LABEL = PREFIX + "cpu-cpuid.HYPERVISOR"
 KATA_LABEL = PREFIX + "runtime.kata"
 RULE_MARKER = PREFIX + "cgpu.tee-rule"
@@ -48,7 +53,7 @@ def node_view(node):
         "vendor": labels.get(VENDOR_LABEL),
         "tee": sorted(t for t, keys in claims.items() if keys),
         "tee_labels": {k: labels[k] for keys in claims.values() for k in keys},
-        "gpu": _true(labels, GPU_LABEL),
+        "gpu": any(_true(labels, key) for key in GPU_LABELS),
         "hypervisor": _true(labels, HYPERVISOR_LABEL),
         "kata": _true(labels, KATA_LABEL),
         "tee_resources": {r: capacity[r] for r in TEE_RESOURCES.values() if r in capacity},

@@ -105,7 +105,8 @@ nodes:
       type: dict
       returned: always
     gpu:
-      description: Whether C(feature.node.kubernetes.io/pci-10de.present) is true.
+      description: Whether an NVIDIA GPU label is true, C(feature.node.kubernetes.io/pci-10de.present),
+        C(pci-0302_10de.present) or C(pci-0300_10de.present), as the GPU operator takes them.
       type: bool
       returned: always
     hypervisor:
