@@ -90,3 +90,44 @@ def test_pod_and_configmap_shape():
             "path": "ansible_collections/confidential/gpu/plugins/module_utils/host_facts.py"} in items
     long = node_probe.pod_name("n" * 80)
     assert len(long) <= 63 and long != node_probe.pod_name("n" * 81)
+
+
+# -- facts kept on the node, keyed by what they depend on -------------------------------------------
+
+
+def node(boot="boot-1", capacity=None, annotations=None):
+    return {"metadata": {"name": "worker-0", "annotations": annotations or {}},
+            "status": {"nodeInfo": {"bootID": boot}, "capacity": capacity or {"cpu": "8"}}}
+
+
+def test_cache_key_follows_boot_id_gpu_resources_and_code():
+    key = node_probe.cache_key(node(), "code-a")
+    assert key == node_probe.cache_key(node(capacity={"cpu": "16"}), "code-a")  # not what the probe reads
+    assert key != node_probe.cache_key(node(boot="boot-2"), "code-a")  # a reboot
+    # the GPU operator binds the GPUs to vfio-pci without a reboot; its device plugin then advertises them
+    assert key != node_probe.cache_key(node(capacity={"nvidia.com/GH100_H100_PCIE": "1"}), "code-a")
+    assert key != node_probe.cache_key(node(), "code-b")  # another probe version
+    assert node_probe.cache_key({"metadata": {"name": "x"}, "status": {}}, "code-a") is None  # no bootID: never cached
+
+
+def test_cached_facts_round_trip_and_files():
+    facts = {"tee": {"type": "tdx"}, "files": {"/etc/a": "x"}}
+    key = node_probe.cache_key(node(), "code")
+    annotation = node_probe.cache_annotation(key, facts)
+    cached = node(annotations={node_probe.CACHE_ANNOTATION: annotation})
+    assert node_probe.cached_facts(cached, key, ["/etc/a"]) == facts
+    assert node_probe.cached_facts(cached, key, []) == dict(facts, files={})  # only the files asked for
+    assert node_probe.cached_facts(cached, key, ["/etc/b"]) is None  # a file it never read
+    assert node_probe.cached_files(cached) == ["/etc/a"]
+    rebooted = node_probe.cache_key(node(boot="boot-2"), "code")
+    assert node_probe.cached_facts(cached, rebooted, ["/etc/a"]) is None
+    assert node_probe.cached_facts(node(annotations={node_probe.CACHE_ANNOTATION: "{not json"}), key, []) is None
+    assert node_probe.cached_facts(node(), key, []) is None
+    assert node_probe.cached_facts(cached, None, []) is None
+
+
+def test_code_digest_changes_with_the_sources():
+    assert node_probe.code_digest({"a": "1"}) == node_probe.code_digest({"a": "1"})
+    assert node_probe.code_digest({"a": "1"}) != node_probe.code_digest({"a": "2"})
+    assert node_probe.configmap("ns", {m: "x" for m in node_probe.SOURCE_MODULES})["metadata"]["name"].endswith(
+        node_probe.code_digest({m: "x" for m in node_probe.SOURCE_MODULES}))
