@@ -14,7 +14,7 @@ from .controlplane import ControlPlane, alive, parent_death_signal
 from .kube import Kube, path
 from .paths import state_root
 from .controllers import seed_all as seed_controllers
-from .seed import seed
+from .seed import node_object, seed
 
 
 class Cluster:
@@ -100,18 +100,24 @@ class Cluster:
         self.cp._save(info)
 
     def _wait_settled(self, kube, spec, deadline):
-        """Every node Ready (the kubelet twin reports) and the default ServiceAccount exists (KCM runs)."""
-        want = {n["name"] for n in spec["nodes"]}
+        """Every node Ready and carrying only the taints it registered with (the node lifecycle
+        controller's not-ready/unreachable taints gone), and the default ServiceAccount exists (KCM runs)."""
+        port = self.cp.info()["ports"]["kubelet"]
+        registered = {n["name"]: _taints(node_object(n, spec, port)) for n in spec["nodes"]}
         nodes_path = path("v1", "nodes")
         seen = "no nodes listed yet"
         listing = kube.list(nodes_path)
         version = listing["metadata"]["resourceVersion"]
-        ready = {n["metadata"]["name"] for n in listing["items"] if _ready(n)}
-        while not want <= ready:
+        unsettled = set(registered)
+        for node in listing["items"]:
+            if _settled(node, registered):
+                unsettled.discard(node["metadata"]["name"])
+        while unsettled:
             self.cp.check_alive(list(self.info()["processes"]))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise RuntimeError(f"twin nodes not Ready in time; ready: {sorted(ready)}; last seen: {seen}")
+                raise RuntimeError(f"twin nodes not Ready and untainted in time: {len(unsettled)} of "
+                                   f"{len(registered)}, e.g. {sorted(unsettled)[:5]}; last seen: {seen}")
             for kind, node in kube.watch(nodes_path, version, timeout_seconds=max(1, min(10, int(remaining)))):
                 if kind == "ERROR":
                     break
@@ -119,9 +125,12 @@ class Cluster:
                 if kind == "BOOKMARK":  # only a resourceVersion, no object (large lists send them)
                     continue
                 name = node["metadata"]["name"]
-                (ready.add if _ready(node) else ready.discard)(name)
-                seen = f"{name} {'Ready' if _ready(node) else 'not Ready'}"
-                if want <= ready:
+                if name not in registered:
+                    continue
+                ok = _settled(node, registered)
+                (unsettled.discard if ok else unsettled.add)(name)
+                seen = f"{name} {'Ready' if _ready(node) else 'not Ready'}, taints {sorted(_taints(node))}"
+                if not unsettled:
                     break
         sa_path = path("v1", "serviceaccounts", namespace="default")
         listing = kube.list(sa_path)
@@ -162,6 +171,14 @@ class Cluster:
             if hosts.exists():
                 result["hosts"] = json.loads(hosts.read_text())
         return result
+
+
+def _taints(node):
+    return {(t["key"], t["effect"]) for t in (node.get("spec") or {}).get("taints") or ()}
+
+
+def _settled(node, registered):
+    return _ready(node) and _taints(node) <= registered.get(node["metadata"]["name"], set())
 
 
 def _ready(node):

@@ -7,11 +7,12 @@ server verifies it), so ``kubectl logs`` and ``kubernetes.core.k8s_log`` work th
 
 import datetime
 import hashlib
+import heapq
 import http.server
-import json
 import logging
 import ssl
 import threading
+import time
 import urllib.parse
 
 from . import guest, workloads
@@ -20,8 +21,21 @@ from .kube import ApiError, path
 
 log = logging.getLogger("twin.kubelet")
 
+# A kubelet's Lease lasts 40 s (NodeLeaseDurationSeconds) and is renewed every quarter of that
+# (nodeLeaseRenewIntervalFraction = 0.25 in kubernetes@v1.34 pkg/kubelet/kubelet.go): 10 s.
 LEASE_SECONDS = 40
-RENEW_EVERY = 10
+RENEW_EVERY = LEASE_SECONDS * 0.25
+# Renewals in flight at once. Real kubelets renew independently, one request each; one thread
+# renewing a thousand leases in turn needs longer than a lease lasts when a request takes 40 ms
+# (the node lifecycle controller then marks the late nodes Unknown and taints them unreachable).
+RENEW_WORKERS = 16
+
+# The conditions a healthy kubelet reports (pkg/kubelet/nodestatus/setters.go), Ready last.
+CONDITIONS = (
+    ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+)
 
 
 def now():
@@ -136,58 +150,137 @@ class LogServer:
         self.httpd.shutdown()
 
 
+def node_conditions(ready, previous=None):
+    """The node conditions a kubelet posts now; ``previous`` (the Node's current ones) keeps the
+    transition time of a condition whose status did not change, as the kubelet's setters do
+    (kubernetes@v1.34 pkg/kubelet/nodestatus/setters.go): the node lifecycle controller reads a new
+    lastTransitionTime as a transition."""
+    before = {c.get("type"): c for c in previous or ()}
+    ts = now()
+    wanted = list(CONDITIONS) + [
+        ("Ready", "True", "KubeletReady", "kubelet is posting ready status") if ready
+        else ("Ready", "False", "KubeletNotReady", "node is rebooting")]
+    conditions = []
+    for kind, status, reason, message in wanted:
+        old = before.get(kind) or {}
+        same = old.get("status") == status and old.get("lastTransitionTime")
+        conditions.append({"type": kind, "status": status, "reason": reason, "message": message,
+                           "lastHeartbeatTime": ts,
+                           "lastTransitionTime": old["lastTransitionTime"] if same else ts})
+    return conditions
+
+
+def condition_statuses(conditions):
+    return {c.get("type"): c.get("status") for c in conditions or ()}
+
+
+def post_status(kube, host, previous=None):
+    body = {"status": {"conditions": node_conditions(host.ready, previous)}}
+    kube.request("PATCH", path("v1", "nodes", host.name, subresource="status"), body,
+                 content_type="application/strategic-merge-patch+json")
+
+
+def lease_object(name):
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now_micro()}}
+
+
 class NodeAgent:
     """Leases and the Ready condition of every twin node (what each kubelet does for its node)."""
 
-    def __init__(self, world, stop):
+    def __init__(self, world, stop, renew_every=RENEW_EVERY, workers=RENEW_WORKERS):
         self.world = world
         self.kube = world.kube
         self.stop = stop
+        self.renew_every = renew_every
+        self.workers = workers
+        self.nodes = None  # the Node informer, when a manager runs one: previous conditions
         world.subscribe(self.report)
 
     def report(self, host):
-        ready = host.ready
-        conditions = [
-            {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory"},
-            {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure"},
-            {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID"},
-            {"type": "Ready", "status": "True" if ready else "False",
-             "reason": "KubeletReady" if ready else "KubeletNotReady",
-             "message": "kubelet is posting ready status" if ready else "node is rebooting"},
-        ]
-        for c in conditions:
-            c["lastHeartbeatTime"] = now()
-            c["lastTransitionTime"] = now()
-        body = {"status": {"conditions": conditions}}
-        self.kube.request("PATCH", path("v1", "nodes", host.name, subresource="status"), body,
-                          content_type="application/strategic-merge-patch+json")
+        node = self.nodes.get(host.name) if self.nodes is not None else None
+        post_status(self.kube, host, ((node or {}).get("status") or {}).get("conditions"))
 
     def renew(self, name):
         p = path("coordination.k8s.io/v1", "leases", name, "kube-node-lease")
         host = self.world.host(name)
         if not host.ready:
             return  # a rebooting node stops renewing, as a real kubelet does
-        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                 "metadata": {"name": name, "namespace": "kube-node-lease"},
-                 "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now_micro()}}
         try:
             self.kube.merge_patch(p, {"spec": {"renewTime": now_micro(), "holderIdentity": name}})
         except ApiError as exc:
             if exc.status != 404:
                 raise
-            self.kube.create(path("coordination.k8s.io/v1", "leases", namespace="kube-node-lease"), lease)
+            # The lease controller creates the Lease it does not find (ensureLease in
+            # k8s.io/component-helpers@v0.34 apimachinery/lease/controller.go).
+            self.kube.create(path("coordination.k8s.io/v1", "leases", namespace="kube-node-lease"), lease_object(name))
 
     def run(self):
-        for host in self.world.hosts.values():
-            self.report(host)
-        while not self.stop.is_set():
-            for name in self.world.hosts:
+        """Each node on its own schedule, as each kubelet runs its own lease controller: a renewal
+        is due ``renew_every`` after the node's previous one, and a pool of workers takes the
+        earliest due. First renewals are spread over one interval (kubelets do not start in step)."""
+        names = list(self.world.hosts)
+        start = time.monotonic()
+        due = [(start + self.renew_every * i / max(1, len(names)), name) for i, name in enumerate(names)]
+        heapq.heapify(due)
+        cond = threading.Condition()
+
+        def worker():
+            while not self.stop.is_set():
+                with cond:
+                    while not self.stop.is_set():
+                        wait = due[0][0] - time.monotonic() if due else self.renew_every
+                        if wait <= 0:
+                            break
+                        cond.wait(min(wait, 1.0))
+                    if self.stop.is_set():
+                        return
+                    _, name = heapq.heappop(due)
                 try:
                     self.renew(name)
                 except Exception as exc:  # the API may be restarting; the next heartbeat retries
                     log.warning("lease renewal for %s failed: %s", name, exc)
-            # A heartbeat is periodic by nature: kubelets renew their lease every 10 seconds.
-            self.stop.wait(RENEW_EVERY)
+                with cond:
+                    # A heartbeat is periodic by nature: the next one is due an interval after this one.
+                    heapq.heappush(due, (time.monotonic() + self.renew_every, name))
+                    cond.notify()
+
+        threads = [threading.Thread(target=worker, name=f"kubelet-leases-{i}", daemon=True)
+                   for i in range(self.workers)]
+        for thread in threads:
+            thread.start()
+        self.stop.wait()
+        with cond:
+            cond.notify_all()
+
+
+class NodeStatusReporter(Controller):
+    """Posts a node's status again whenever the Node says other than its host would: the kubelet
+    posts its status when what it would post differs from the Node's (``tryUpdateNodeStatus`` and
+    ``nodeStatusHasChanged`` in kubernetes@v1.34 pkg/kubelet/kubelet_node_status.go, every
+    nodeStatusUpdateFrequency). So a node the node lifecycle controller marked Unknown, because a
+    heartbeat came late once, is Ready again at once and its unreachable taints go, as on a real
+    cluster; and a node registered earlier than the twin's process started needs no write at all."""
+
+    name = "kubelet-node-status"
+    api_version = "v1"
+    plural = "nodes"
+
+    def reconcile(self, key):
+        _, name = key
+        node = self.cache("v1", "nodes").get(name)
+        host = self.world.host(name)
+        if node is None or host is None:
+            return None
+        current = (node.get("status") or {}).get("conditions") or []
+        wanted = node_conditions(host.ready, current)
+        if condition_statuses(current) == condition_statuses(wanted):
+            return None
+        self.log.info("node %s: conditions %s, host says %s; posting status", name,
+                      condition_statuses(current), condition_statuses(wanted))
+        post_status(self.kube, host, current)
+        return None
 
 
 class PodRunner(Controller):
@@ -390,6 +483,8 @@ def start(manager, world, state_dir, port, stop):
     server = LogServer(port, pki / "kubelet.crt", pki / "kubelet.key", pki / "ca.crt", logs)
     server.start()
     agent = NodeAgent(world, stop)
+    agent.nodes = manager.informer("v1", "nodes")
     threading.Thread(target=agent.run, name="kubelet-leases", daemon=True).start()
+    manager.add(NodeStatusReporter(world))
     manager.add(PodRunner(world, logs))
     return server, logs

@@ -2,13 +2,21 @@
 
 import hashlib
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from .kube import path
+from .kubelet import lease_object, node_conditions
+
+# Nodes register in parallel, as kubelets do; one after the other a thousand of them take longer
+# than the node lifecycle controller's startup grace period (60 s) on a loaded machine.
+REGISTER_WORKERS = 8
 
 NAMESPACES = [
     "openshift-config", "openshift-config-managed", "openshift-marketplace", "openshift-operators",
     "openshift-operator-lifecycle-manager", "openshift-machine-config-operator", "openshift-monitoring",
     "openshift-ingress", "openshift-infra", "twin-system",
+    # The API server makes it too, but asynchronously after /readyz; the nodes' Leases live there.
+    "kube-node-lease",
 ]
 
 CATALOGS = [
@@ -78,7 +86,10 @@ def node_status(node, ocp, kubelet_port, machine_id):
             "kubeletVersion": "v1.34.4", "kubeProxyVersion": "", "operatingSystem": "linux",
             "architecture": "amd64",
         },
-        "conditions": [],
+        # A kubelet posts its first status right after registering (registerWithAPIServer, then
+        # syncNodeStatus in kubernetes@v1.34 pkg/kubelet/kubelet_node_status.go); a node without a
+        # Ready condition is "never updated" to the node lifecycle controller and tainted after 60 s.
+        "conditions": node_conditions(True),
     }
 
 
@@ -176,11 +187,18 @@ def seed(kube, profile, kubelet_port):
             "lastConnect": "2026-11-01T01:00:00Z"}}})
 
     nodes_path = path("v1", "nodes")
-    for node in profile["nodes"]:
+    leases_path = path("coordination.k8s.io/v1", "leases", namespace="kube-node-lease")
+
+    def register(node):
         obj = node_object(node, profile, kubelet_port)
         status = obj.pop("status")
         kube.create_or_get(nodes_path, obj)
         kube.merge_patch(f"{nodes_path}/{node['name']}/status", {"status": status})
+        # The kubelet's lease controller creates its Lease on start (ensureLease).
+        kube.create_or_get(leases_path, lease_object(node["name"]))
+
+    with ThreadPoolExecutor(REGISTER_WORKERS) as pool:
+        list(pool.map(register, profile["nodes"]))  # list(): an error in one raises here
 
 
 def _cluster_object(kube, api_version, plural, obj, status):

@@ -94,9 +94,12 @@ def test_a_thousand_leases_are_each_renewed_every_interval_although_every_reques
 
 
 def _node(name, ready_status, reason="KubeletReady"):
+    pressure = "Unknown" if ready_status == "Unknown" else "False"  # the controller marks all four
     return {"metadata": {"name": name}, "status": {"conditions": [
-        {"type": "Ready", "status": ready_status, "reason": reason,
-         "lastHeartbeatTime": "2026-12-02T00:00:00Z", "lastTransitionTime": "2026-12-02T00:00:00Z"}]}}
+        {"type": kind, "status": status, "reason": reason,
+         "lastHeartbeatTime": "2026-12-02T00:00:00Z", "lastTransitionTime": "2026-12-02T00:00:00Z"}
+        for kind, status in (("MemoryPressure", pressure), ("DiskPressure", pressure), ("PIDPressure", pressure),
+                             ("Ready", ready_status))]}}
 
 
 class _Cache:
