@@ -34,8 +34,14 @@ NAME_LABEL = "app.kubernetes.io/name"
 APP = "cgpu-node-probe"
 RUN_LABEL = "confidential.gpu/probe-run"
 MAX_FILE_BYTES = 16384
+# The last facts a node's probe reported, kept on the Node with what they depend on (see cache_key).
+CACHE_ANNOTATION = "confidential.gpu/host-facts"
+# What the GPU operator changes on a host without a reboot is the GPUs' driver binding (vfio-manager binds
+# them to vfio-pci); its device plugin then advertises them as resources of this prefix on the Node.
+GPU_RESOURCE_PREFIX = "nvidia.com/"
 
-__all__ = ["MARKER", "probe", "main", "parse_log", "configmap", "pod", "pod_name", "read_kmsg"]
+__all__ = ["MARKER", "probe", "main", "parse_log", "configmap", "pod", "pod_name", "read_kmsg", "code_digest",
+           "cache_key", "cached_facts", "cached_files", "cache_annotation", "CACHE_ANNOTATION"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,9 +147,68 @@ def parse_log(text):
     raise ValueError("no probe result in the log" + (": " + " | ".join(tail) if tail else " (empty)"))
 
 
+def code_digest(sources):
+    """Short digest of the probe's code (module name to source text)."""
+    return hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def cache_key(node, code):
+    """What a node's probe facts depend on, read from the Node object alone; None when it has no boot ID.
+
+    The facts the probe reads (firmware, kernel command line, modules loaded at boot, files MachineConfigs
+    write, PCI devices) change with a reboot, and the kubelet reports a new ``bootID`` at every boot. The
+    one change without a reboot is the GPUs' driver binding, which shows as the GPU resources advertised.
+    A new probe version (``code``) may read more, so it never trusts an older one's facts.
+    """
+    status = node.get("status") or {}
+    boot = (status.get("nodeInfo") or {}).get("bootID")
+    if not boot:
+        return None
+    capacity = status.get("capacity") or {}
+    return {"bootID": boot, "code": code,
+            "gpuResources": {k: v for k, v in sorted(capacity.items()) if k.startswith(GPU_RESOURCE_PREFIX)}}
+
+
+def _cache_entry(node):
+    text = ((node.get("metadata") or {}).get("annotations") or {}).get(CACHE_ANNOTATION)
+    if not text:
+        return None
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) and isinstance(entry.get("facts"), dict) else None
+
+
+def cached_facts(node, key, files=()):
+    """The facts kept on ``node`` when they were taken under ``key`` and hold every file asked for, else None.
+
+    Only the files asked for are returned, as a probe for them would.
+    """
+    entry = _cache_entry(node)
+    if key is None or entry is None or entry.get("key") != key:
+        return None
+    facts = entry["facts"]
+    have = facts.get("files") or {}
+    if any(path not in have for path in files):
+        return None
+    return dict(facts, files={path: have[path] for path in files})
+
+
+def cached_files(node):
+    """The files whose content the facts kept on ``node`` hold (a new probe reads them again, so none is lost)."""
+    entry = _cache_entry(node)
+    return sorted((entry["facts"].get("files") or {}) if entry else ())
+
+
+def cache_annotation(key, facts):
+    """The annotation value that keeps ``facts`` on the Node under ``key`` (compact JSON)."""
+    return json.dumps({"key": key, "facts": facts}, sort_keys=True, separators=(",", ":"))
+
+
 def configmap(namespace, sources):
     """The ConfigMap carrying the probe's code; its name changes with the code, so runs never mix versions."""
-    digest = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:10]
+    digest = code_digest(sources)
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "{0}-{1}".format(APP, digest), "namespace": namespace,
