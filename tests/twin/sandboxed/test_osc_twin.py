@@ -235,3 +235,55 @@ def test_role_refuses_a_log_level_that_may_cost_a_second_rollout(twin, run_playb
     assert "sandboxed_containers_log_level" in text and "kata-crio-config" in text
     assert "sandboxed_containers_log_level_second_rollout" in text
     assert not audit.writes, "refused before anything changed"
+
+
+KC_CRD = "kataconfigs.kataconfiguration.openshift.io"
+CRDS = path("apiextensions.k8s.io/v1", "customresourcedefinitions")
+
+
+def newer_kataconfig_crd():
+    """The KataConfig CRD as a newer OSC would serve it: the one in ../shared/crds (OSC 1.8, which has no
+    ``unifiedKataCCHandler``) with that boolean added, as openshift/sandboxed-containers-operator's
+    controllers/confidential_handler.go (handleConfidentialBaremetal: ``r.kataConfig.Spec.UnifiedKataCCHandler``)
+    reads it."""
+    from twin import crds
+    from tests.conftest import shared_path
+
+    crd = next(d for d in crds.real_crds(shared_path("crds", "osc")) if d["spec"]["names"]["kind"] == "KataConfig")
+    for version in crd["spec"]["versions"]:
+        props = version["schema"]["openAPIV3Schema"]["properties"]["spec"].setdefault("properties", {})
+        assert "unifiedKataCCHandler" not in props, "the shared CRD has it now: let the twin model it"
+        props["unifiedKataCCHandler"] = {"type": "boolean"}
+    return crd
+
+
+def test_role_refuses_an_existing_unified_kata_cc_handler_and_pins_it_off(twin, run_playbook):
+    """unifiedKataCCHandler true makes a newer OSC create a CRI-O drop-in MachineConfig and a MachineConfigPool per TEE
+    (handleConfidentialBaremetalUnified, createOrUpdateTEEPool): the kata nodes move pool again and reboot again,
+    outside the one-reboot plan. The role refuses a KataConfig that has it on, before any change, and the
+    KataConfig it writes says false wherever the served schema has the field."""
+    from twin import crds
+    from plugins.module_utils import kata_config
+
+    kube = twin.kube
+    crd = newer_kataconfig_crd()
+    assert kata_config.unified_handler_field(crd) is True
+    from tests.conftest import shared_path
+
+    shared = next(d for d in crds.real_crds(shared_path("crds", "osc")) if d["spec"]["names"]["kind"] == "KataConfig")
+    assert kata_config.unified_handler_field(shared) is False
+    crds.install(kube, [crd])
+    body = kataconfig()
+    body["spec"]["unifiedKataCCHandler"] = True
+    kube.create(KC, body)
+    play = [{"hosts": "localhost", "gather_facts": False, "roles": [{"role": "confidential.gpu.sandboxed_containers"}]}]
+    try:
+        with twin.audit.window(user="admin") as audit:
+            run = run_playbook(play, env=twin.env())
+        assert run.rc != 0, run.stdout[-3000:]
+        assert "unifiedKataCCHandler" in run.stdout and "example-kataconfig" in run.stdout
+        assert "MachineConfigPool per TEE" in run.stdout
+        assert not audit.writes, "refused before anything changed"
+    finally:
+        kube.delete(f"{KC}/example-kataconfig")
+        kube.delete(f"{CRDS}/{KC_CRD}")
