@@ -1,5 +1,6 @@
 """Helpers for tests that drive the OLM twin by hand: wait by watching, subscribe, approve."""
 
+import json
 import time
 
 from twin.controllers import olm
@@ -47,15 +48,36 @@ def operator_group(kube, namespace, name=None, targets=None):
         "spec": {"targetNamespaces": [namespace] if targets is None else targets}})
 
 
-def subscribe(kube, namespace, package, approval="Manual", starting=None, channel=None):
-    spec = {"name": package, "source": olm.PACKAGES[package]["catalog"], "sourceNamespace": "openshift-marketplace",
+def subscribe(kube, namespace, package, approval="Manual", starting=None, channel=None, source=None,
+              source_namespace="openshift-marketplace", name=None):
+    spec = {"name": package, "source": source or olm.PACKAGES[package]["catalog"], "sourceNamespace": source_namespace,
             "installPlanApproval": approval}
     if starting:
         spec["startingCSV"] = starting
     if channel:
         spec["channel"] = channel
     kube.create(path(*SUBS, namespace=namespace), {"apiVersion": "operators.coreos.com/v1alpha1", "kind": "Subscription",
-                                                   "metadata": {"name": package}, "spec": spec})
+                                                   "metadata": {"name": name or package}, "spec": spec})
+
+
+def catalog(kube, namespace, name, index="redhat-operator-index", packages=None):
+    """A CatalogSource of one of the twin's index images in ``namespace``; ``packages`` prunes it like a mirror."""
+    meta = {"name": name, "namespace": namespace}
+    if packages is not None:
+        meta["annotations"] = {olm.CONTENT_ANNOTATION: json.dumps(packages)}
+    kube.create(path("operators.coreos.com/v1alpha1", "catalogsources", namespace=namespace), {
+        "apiVersion": "operators.coreos.com/v1alpha1", "kind": "CatalogSource", "metadata": meta,
+        "spec": {"sourceType": "grpc", "displayName": f"Mirror of {index}", "publisher": "test",
+                 "image": f"mirror.example/{index}:v4.21"}})
+
+
+def nothing_for(kube, api_version, plural, namespace, predicate, seconds=3):
+    """True when ``predicate(items)`` stays false for ``seconds`` of watching (a negative check: OLM does not act)."""
+    try:
+        wait_for(kube, api_version, plural, namespace, predicate, timeout=seconds)
+    except AssertionError:
+        return True
+    return False
 
 
 def approve(kube, namespace, plan):

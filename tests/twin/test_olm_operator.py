@@ -47,7 +47,7 @@ def test_missing_package_channel_and_version_list_what_exists(twin, namespace, o
     assert "package sandboxed-containers-operator is not in catalog redhat-operators; it has: nfd, trustee-operator" \
         in missing["msg"]
     channel = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="v25.10")
-    assert "has no channel v25.10; channels: v26.3, v26.7, stable (default v26.7)" in channel["msg"]
+    assert "has no channel v25.10; channels: stable, v26.3, v26.7 (default v26.7)" in channel["msg"]
     version = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="v26.3", version="26.7.0")
     assert "channel v26.3 has no version 26.7.0; it has: 26.3.3 (gpu-operator-certified.v26.3.3), " \
            "26.3.1 (gpu-operator-certified.v26.3.1); channels that have it: stable, v26.7" in version["msg"]
