@@ -11,7 +11,7 @@ CP = path("nvidia.com/v1", "clusterpolicies")
 NODES = path("v1", "nodes")
 WORKERS = ("worker-0", "worker-1", "worker-2")
 KATA_DEPLOY = {f"nvidia.com/gpu.deploy.{d}": "true" for d in
-               ("sandbox-validator", "vfio-manager", "cc-manager", "kata-sandbox-device-plugin", "client")}
+               ("sandbox-validator", "vfio-manager", "cc-manager", "kata-sandbox-device-plugin", "kata-manager")}
 
 
 def _labels(node):
@@ -195,10 +195,13 @@ def test_cc_plan_follows_k8s_cc_manager():
     assert gpuop.ready_state("ppcie") == "true" and gpuop.ready_state("devtools") == ""
 
 
-def test_pgpu_resource_name_needs_the_alias():
+def test_pgpu_resource_name_is_pgpu_unless_the_alias_is_empty():
     gpu = {"model": "NVIDIA H100 PCIe", "architecture": "Hopper"}
     assert gpuop.pgpu_resource(cluster_policy(), gpu) == "nvidia.com/pgpu"
-    assert gpuop.pgpu_resource(cluster_policy(alias=False), gpu) == "nvidia.com/GH100_H100_PCIE"
+    assert gpuop.pgpu_resource(cluster_policy(alias=False), gpu) == "nvidia.com/pgpu"  # unset: the plugin's default
+    empty = cluster_policy()
+    empty["spec"]["kataSandboxDevicePlugin"]["env"] = [{"name": "P_GPU_ALIAS", "value": ""}]
+    assert gpuop.pgpu_resource(empty, gpu) == "nvidia.com/GH100_H100_PCIE"
 
 
 def test_only_the_oldest_policy_counts_and_kubevirt_mode_deploys_no_cc_manager():
@@ -209,3 +212,161 @@ def test_only_the_oldest_policy_counts_and_kubevirt_mode_deploys_no_cc_manager()
     kubevirt["spec"]["sandboxWorkloads"]["mode"] = "kubevirt"
     names = {operand[1] for operand in gpuop.enabled_operands(kubevirt)}
     assert "nvidia-cc-manager" not in names and "nvidia-sandbox-device-plugin-daemonset" in names
+
+
+# -- issue 13, the operator as its source behaves ----------------------------------------------------------------------
+
+NFD = {"feature.node.kubernetes.io/pci-10de.present": "true"}
+DEPLOY = "nvidia.com/gpu.deploy."
+KATA_26_3 = {"kata-sandbox-device-plugin", "sandbox-validator", "vfio-manager", "kata-manager", "cc-manager"}
+
+
+def _deploy_set(patch):
+    return {k[len(DEPLOY):] for k, v in patch.items() if k.startswith(DEPLOY) and v == "true"}
+
+
+def test_deploy_labels_per_operator_version():
+    """gpu-operator controllers/state_manager.go gpuStateLabels + getEffectiveStateLabels: kata-manager in both,
+    nvidia.com/gpu.deploy.client only from 26.7.0."""
+    cp = cluster_policy()
+    assert _deploy_set(gpuop.label_patch(cp, NFD, (26, 3, 3))) == KATA_26_3
+    assert _deploy_set(gpuop.label_patch(cp, NFD, (26, 7, 0))) == KATA_26_3 | {"client"}
+    assert gpuop.label_patch(cp, NFD, (26, 3, 3))["nvidia.com/gpu.present"] == "true"
+
+
+def test_deploy_labels_keep_existing_values_and_operands_false():
+    """addGPUStateLabels sets a state label only where it is missing (26.7.0 also where it is empty);
+    nvidia.com/gpu.deploy.operands=false removes every state label (updateGPUStateLabels)."""
+    cp = cluster_policy()
+    present = dict(NFD, **{"nvidia.com/gpu.present": "true"})
+    kept = dict(present, **{DEPLOY + "cc-manager": "false", DEPLOY + "vfio-manager": "paused-for-cc-mode-change"})
+    patch = gpuop.label_patch(cp, kept, (26, 3, 3))
+    assert DEPLOY + "cc-manager" not in patch and DEPLOY + "vfio-manager" not in patch
+    empty = dict(present, **{DEPLOY + "cc-manager": ""})
+    assert DEPLOY + "cc-manager" not in gpuop.label_patch(cp, empty, (26, 3, 3))
+    assert gpuop.label_patch(cp, empty, (26, 7, 0))[DEPLOY + "cc-manager"] == "true"
+    labelled = dict(present, **{DEPLOY + d: "true" for d in KATA_26_3})
+    off = dict(labelled, **{DEPLOY + "operands": "false"})
+    patch = gpuop.label_patch(cp, off, (26, 3, 3))
+    assert patch == {DEPLOY + d: None for d in KATA_26_3}  # the operands label itself stays
+    # a node whose GPUs are gone: gpu.present=false and no state label (labelGPUNodes)
+    gone = gpuop.label_patch(cp, {k: v for k, v in labelled.items() if k not in NFD}, (26, 3, 3))
+    assert gone == dict({"nvidia.com/gpu.present": "false"}, **{DEPLOY + d: None for d in KATA_26_3})
+
+
+def _gpu(model, device_id, arch, group, name=None):
+    gpu = {"model": model, "device_id": device_id, "architecture": arch, "driver": "vfio-pci", "iommu_group": group,
+           "pci_address": "0000:{0:02x}:00.0".format(group)}
+    if name:
+        gpu["pci_name"] = name
+    return gpu
+
+
+H100 = ("NVIDIA H100 PCIe", "0x2331", "Hopper")
+RTX = ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "0x2bb5", "Blackwell")
+EMPTY_ALIAS = [{"name": "P_GPU_ALIAS", "value": ""}]
+
+
+def test_sandbox_device_plugin_counts_iommu_groups_and_defaults_to_pgpu():
+    """NVIDIA/sandbox-device-plugin v0.0.3 cmd/main.go (P_GPU_ALIAS unset: pgpu) and pkg/device_plugin/device_plugin.go
+    (one device per IOMMU group, one plugin per PCI device id, the model name only with P_GPU_ALIAS='')."""
+    two = [_gpu(*H100, 20), _gpu(*H100, 21)]
+    assert gpuop.sandbox_plugin_resources([], two) == {"nvidia.com/pgpu": 2}
+    assert gpuop.sandbox_plugin_resources([{"name": "P_GPU_ALIAS", "value": "pgpu"}], two) == {"nvidia.com/pgpu": 2}
+    assert gpuop.sandbox_plugin_resources(EMPTY_ALIAS, two) == {"nvidia.com/GH100_H100_PCIE": 2}
+    shared = [_gpu(*H100, 20), _gpu(*H100, 20)]
+    assert gpuop.sandbox_plugin_resources([], shared) == {"nvidia.com/pgpu": 1}
+    not_bound = [dict(_gpu(*H100, 20), driver="nvidia"), _gpu(*H100, 21)]
+    assert gpuop.sandbox_plugin_resources([], not_bound) == {"nvidia.com/pgpu": 1}
+    mixed = [_gpu(*H100, 20), _gpu(*RTX, 21), _gpu(*RTX, 22)]
+    # two plugins register nvidia.com/pgpu; the kubelet keeps the endpoint registered last: one model's count
+    assert gpuop.sandbox_plugin_resources([], mixed)["nvidia.com/pgpu"] in (1, 2)
+    named = gpuop.sandbox_plugin_resources(EMPTY_ALIAS, [_gpu(*H100, 20), _gpu(*RTX, 21, name="GB202GL [RTX PRO 6000 "
+                                                                                        "Blackwell Server Edition]")])
+    assert named == {"nvidia.com/GH100_H100_PCIE": 1, "nvidia.com/GB202GL_RTX_PRO_6000_BLACKWELL_SERVER_EDITION": 1}
+
+
+def test_daemonset_readiness_as_is_daemonset_ready():
+    """gpu-operator v26.3.3 controllers/object_controls.go isDaemonSetReady: nothing desired is ready;
+    any unavailable pod is not; GPUs advertised or not plays no part."""
+    rolling = {"spec": {"updateStrategy": {"type": "RollingUpdate"}}}
+    assert gpuop.daemonset_ready(dict(rolling, status={"desiredNumberScheduled": 0}))
+    assert not gpuop.daemonset_ready(dict(rolling, status={"desiredNumberScheduled": 3, "numberReady": 2,
+                                                           "numberUnavailable": 1}))
+    assert gpuop.daemonset_ready(dict(rolling, status={"desiredNumberScheduled": 3, "numberReady": 3,
+                                                       "numberAvailable": 3}))
+
+
+@pytest.mark.twin
+def test_kept_deploy_label_and_ready_without_advertised_gpus(policy):
+    """A node labelled kata-sandbox-device-plugin=false keeps it: no plugin pod there, its GPU not advertised,
+    and the ClusterPolicy is ready all the same (readiness counts DaemonSet pods, not GPUs)."""
+    kube = policy.kube
+    node = "worker-2"
+    label = "nvidia.com/gpu.deploy.kata-sandbox-device-plugin"
+    try:
+        kube.merge_patch(path("v1", "nodes", node), {"metadata": {"labels": {label: "false"}}})
+        wait_for(kube, NODES, lambda items: (items[node]["status"].get("allocatable") or {}).get("nvidia.com/pgpu") == "0",
+                 timeout=30, what=f"{node} without nvidia.com/pgpu")
+        assert _labels(kube.get(path("v1", "nodes", node)))[label] == "false"
+        wait_for(kube, CP, lambda items: items["gpu-cluster-policy"]["status"]["state"] == "ready", timeout=30,
+                 what="ClusterPolicy ready without worker-2's GPU advertised")
+        plugins = kube.list(path("v1", "pods", namespace=GPU_NAMESPACE),
+                            labelSelector="app=nvidia-kata-sandbox-device-plugin-daemonset")["items"]
+        assert node not in {p["spec"]["nodeName"] for p in plugins}
+    finally:
+        kube.merge_patch(path("v1", "nodes", node), {"metadata": {"labels": {label: None}}})
+    wait_for(kube, NODES, lambda items: items[node]["status"]["allocatable"].get("nvidia.com/pgpu") == "1", timeout=30)
+
+
+@pytest.mark.twin
+def test_operands_false_removes_the_state_labels(policy):
+    kube = policy.kube
+    node = "worker-1"
+    try:
+        kube.merge_patch(path("v1", "nodes", node), {"metadata": {"labels": {DEPLOY + "operands": "false"}}})
+        wait_for(kube, NODES, lambda items: not [k for k in _labels(items[node]) if k.startswith(DEPLOY)
+                                                 and k != DEPLOY + "operands"], timeout=30, what="no state labels")
+        wait_for(kube, path("v1", "pods", namespace=GPU_NAMESPACE), lambda items: not items, timeout=30,
+                 fieldSelector=f"spec.nodeName={node}", what=f"no operand pods on {node}")
+    finally:
+        kube.merge_patch(path("v1", "nodes", node), {"metadata": {"labels": {DEPLOY + "operands": None}}})
+    wait_for(kube, NODES, lambda items: _labels(items[node]).get(DEPLOY + "vfio-manager") == "true"
+             and _labels(items[node]).get(DEPLOY + "kata-manager") == "true", timeout=30)
+    wait_for(kube, CP, lambda items: items["gpu-cluster-policy"]["status"]["state"] == "ready", timeout=60)
+
+
+def test_kubelet_shows_crash_loop_back_off_between_restarts():
+    """kubelet (pkg/kubelet/kubelet_pods.go convertToAPIContainerStatuses): after an exit the container waits in
+    CrashLoopBackOff with the exit as lastState and the crashed run's restartCount; the restart counts one more."""
+    from twin import kubelet
+
+    running = {"name": "c", "restartCount": 0, "ready": True, "started": True, "state": {"running": {"startedAt": "t0"}}}
+    waiting = kubelet.crashed_container_status(running, 1, "boom", 10, pod_name="p", namespace="ns", uid="u")
+    assert waiting["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert waiting["state"]["waiting"]["message"] == "back-off 10s restarting failed container=c pod=p_ns(u)"
+    assert waiting["lastState"]["terminated"]["exitCode"] == 1 and waiting["lastState"]["terminated"]["message"] == "boom"
+    assert waiting["restartCount"] == 0 and waiting["ready"] is False and waiting["started"] is False
+    again = kubelet.restarted_container_status(waiting)
+    assert again["restartCount"] == 1 and "running" in again["state"] and again["lastState"] == waiting["lastState"]
+
+
+@pytest.mark.twin
+def test_crash_looping_cc_manager_shows_crash_loop_back_off(policy):
+    kube = policy.kube
+    node = "worker-0"
+    pods = path("v1", "pods", namespace=GPU_NAMESPACE)
+    selector = dict(labelSelector="name=nvidia-cc-manager", fieldSelector=f"spec.nodeName={node}")
+    try:
+        policy.set_faults([{"kind": "cc-manager-crash-loop", "node": node}])
+        _set_mode(kube, node, "off")
+        seen = wait_for(kube, pods, lambda items: any(
+            ((s.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff"
+            and s.get("restartCount", 0) >= 1 for p in items.values() for s in p["status"].get("containerStatuses") or []),
+            timeout=30, what="cc-manager in CrashLoopBackOff after a restart", **selector)
+        status = next(iter(seen.values()))["status"]["containerStatuses"][0]
+        assert status["ready"] is False and status["lastState"]["terminated"]["exitCode"] == 1
+    finally:
+        policy.set_faults([])
+        _set_mode(kube, node, None)
+        wait_for(kube, NODES, lambda items: _state(items, node) == ("on", "true"), timeout=60)
