@@ -39,13 +39,34 @@ def test_probe_reports_host_facts_per_node(twin, run_playbook):
     assert facts["files"] == {"/etc/modules-load.d/vsock.conf": None}
 
 
-def test_probe_leaves_nothing_behind_and_runs_in_check_mode(twin, run_playbook):
+def test_probe_leaves_nothing_behind_and_check_mode_writes_nothing(twin, run_playbook):
+    from tests.bench.writes import describe, real_writes
     from twin.kube import path
 
-    result = probe(run_playbook, twin, ["worker-2"], check=True)
-    assert "worker-2" in result["nodes"]
+    node = "worker-2"
+    twin.kube.merge_patch(path("v1", "nodes", node), {"metadata": {"annotations": {"confidential.gpu/host-facts": None}}})
+    start = twin.audit.offset()
+    result = probe(run_playbook, twin, [node], check=True)
+    assert result["nodes"] == {} and result["would_probe"] == [node]
+    assert [describe(e) for e in real_writes(twin.audit.events(start))] == []
+
+    result = probe(run_playbook, twin, [node])
+    assert result["probed"] == [node] and result["cached"] == []
     pods = twin.kube.list(path("v1", "pods", namespace="confidential-gpu-probe"))["items"]
     assert [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")] == []
     cms = twin.kube.list(path("v1", "configmaps", namespace="confidential-gpu-probe"),
                          labelSelector="app.kubernetes.io/name=cgpu-node-probe")["items"]
     assert cms == []
+
+    # The same boot: the facts kept on the node answer, in check mode too, and nothing is written.
+    for check in (False, True):
+        start = twin.audit.offset()
+        again = probe(run_playbook, twin, [node], check=check)
+        assert again["cached"] == [node] and again["probed"] == [] and again["would_probe"] == []
+        assert again["nodes"][node]["tee"] == result["nodes"][node]["tee"]
+        assert again["nodes"][node]["files"] == {"/etc/modules-load.d/vsock.conf": None}
+        assert [describe(e) for e in real_writes(twin.audit.events(start))] == []
+
+    # A reboot (new boot ID) probes again.
+    twin.kube.merge_patch(path("v1", "nodes", node) + "/status", {"status": {"nodeInfo": {"bootID": "rebooted"}}})
+    assert probe(run_playbook, twin, [node])["probed"] == [node]
