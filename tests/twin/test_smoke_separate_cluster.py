@@ -32,6 +32,7 @@ OUTPUT = REPO / "tests" / "output"
 def pair(twin_factory, tmp_path_factory, twin_crds):
     workload = confidential_gpu_twin(twin_factory, tmp_path_factory, twin_crds, "workload")
     trusted = twin_factory("sno", name="trusted")
+    # Linked as soon as both are up: the trusted twin's router may not have published its zone yet.
     dns.link(trusted.kube, workload.kube)
     profile = yaml.safe_load((workload.state / "profile.yaml").read_text())
     node = next(n for n in profile["nodes"] if n["name"] == NODE)
@@ -42,7 +43,10 @@ def pair(twin_factory, tmp_path_factory, twin_crds):
     sources.write_text(json.dumps(values))
     trusted_profile = yaml.safe_load((trusted.state / "profile.yaml").read_text())
     host = f"kbs-{TRUSTEE_NS}.{trusted_profile['openshift']['apps_domain']}"
-    addr, port = dns.resolve(host, dns.entries(trusted.kube))
+    # What the workload cluster's guests (and, here, the controller) resolve the trusted cluster's route to.
+    found = dns.resolve(host, dns.entries(workload.kube))
+    assert found, f"after twin.dns link the workload twin does not resolve {host}: {dns.entries(workload.kube)}"
+    addr, port = found
     # What a user of site.yml gives for Trustee on another cluster (extra vars: the whole play sees them).
     play_vars = {"trustee_kubeconfig": trusted.kubeconfig, "trustee_tee": "tdx",
                  "trustee_reference_values_sources": [str(sources)],
