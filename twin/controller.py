@@ -16,8 +16,11 @@ A controller:
   loop of blind polls: every other wake-up is a watch event.
 """
 
+import hashlib
 import heapq
+import json
 import logging
+import os
 import threading
 import time
 import traceback
@@ -25,6 +28,17 @@ import traceback
 from .kube import ApiError, path
 
 log = logging.getLogger("twin")
+
+# Cached objects are shared by every controller and handler reading the cache: client-go's listers
+# hand out the stored objects on the understanding that callers treat them as read-only and
+# deepcopy before changing them (kubernetes@v1.34 staging/src/k8s.io/client-go/tools/cache).
+# With TWIN_CHECK_CACHE=1 every informer keeps a digest of what it stored and every reconcile is
+# followed by a check, so a twin run names any controller that edits the cache in place.
+CHECK_CACHE = os.environ.get("TWIN_CHECK_CACHE", "").strip() not in ("", "0")
+
+
+def _digest(obj):
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).digest()
 
 
 class Informer:
@@ -37,6 +51,7 @@ class Informer:
         self.path = path(api_version, plural, namespace=namespace)
         self.label_selector = label_selector
         self.objects = {}
+        self._digests = {}  # key -> digest of the object as stored (CHECK_CACHE only)
         self.handlers = []
         self.synced = threading.Event()
         self._stop = threading.Event()
@@ -82,6 +97,8 @@ class Informer:
             with self._lock:
                 gone = [o for k, o in self.objects.items() if k not in fresh]
                 self.objects = fresh
+                if CHECK_CACHE:
+                    self._digests = {k: _digest(o) for k, o in fresh.items()}
             for obj in gone:
                 self._notify("DELETED", obj)
             for obj in fresh.values():
@@ -100,8 +117,11 @@ class Informer:
                     with self._lock:
                         if kind == "DELETED":
                             self.objects.pop(_key(obj), None)
+                            self._digests.pop(_key(obj), None)
                         else:
                             self.objects[_key(obj)] = obj
+                            if CHECK_CACHE:
+                                self._digests[_key(obj)] = _digest(obj)
                     self._notify(kind, obj)
             except Exception as exc:
                 if not self._stop.is_set():
@@ -110,6 +130,15 @@ class Informer:
 
     def stop(self):
         self._stop.set()
+
+    def changed_in_place(self):
+        """Keys of cached objects that differ from what was stored (CHECK_CACHE only); each is
+        reported once: its digest is taken again."""
+        with self._lock:
+            keys = [k for k, o in self.objects.items() if self._digests.get(k) != _digest(o)]
+            for k in keys:
+                self._digests[k] = _digest(self.objects[k])
+        return keys
 
 
 class WorkQueue:
@@ -230,11 +259,22 @@ class Controller:
             except Exception:
                 self.log.error("reconcile %s failed: %s", key, traceback.format_exc())
                 after = 2.0
+            if CHECK_CACHE:
+                self._check_cache(key)
             if after:
                 self.queue.add(key, after)
 
     def reconcile(self, key):
         raise NotImplementedError
+
+    def _check_cache(self, key):
+        # Controllers run concurrently, so the one named is the one whose reconcile just ended:
+        # the edit happened during it or during another's running at the same time.
+        for informer in list(self.manager.informers.values()):
+            for namespace, name in informer.changed_in_place():
+                self.log.error("after reconcile %s of %s: the cached %s %s was changed in place "
+                               "(objects from an informer's cache are shared: deepcopy before changing)",
+                               key, self.name, informer.plural, f"{namespace}/{name}" if namespace else name)
 
 
 class Manager:
