@@ -126,16 +126,7 @@ rendered:
 """
 
 from ansible_collections.confidential.gpu.plugins.module_utils import machine_config as mcfg
-from ansible_collections.confidential.gpu.plugins.module_utils._k8s import (
-    CgpuModule,
-    CoreException,
-    api_error_message,
-)
-
-try:
-    from kubernetes.dynamic.exceptions import DynamicApiError
-except ImportError:  # reported by CgpuModule
-    DynamicApiError = Exception
+from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule, CoreException
 
 
 class MachineConfigs(CgpuModule):
@@ -223,11 +214,7 @@ class MachineConfigs(CgpuModule):
     # -- pausing -----------------------------------------------------------------------------
 
     def _patch_pool(self, name, body):
-        resource = self.resource(mcfg.API_VERSION, "MachineConfigPool", fail=True)
-        try:
-            self.client.client.patch(resource, body=body, name=name, content_type="application/merge-patch+json")
-        except DynamicApiError as exc:
-            raise CoreException("Failed to patch MachineConfigPool {0}: {1}".format(name, api_error_message(exc)))
+        self.patch(mcfg.API_VERSION, "MachineConfigPool", name, body)
 
     def _pause(self, pools):
         """Pause each pool not paused yet; also take back pools an interrupted run of ours left paused."""

@@ -228,13 +228,7 @@ removed:
 import re
 import time
 
-from ansible_collections.confidential.gpu.plugins.module_utils._k8s import (
-    ApiException,
-    CgpuModule,
-    CoreException,
-    DynamicApiError,
-    api_error_message,
-)
+from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule, CoreException
 from ansible_collections.confidential.gpu.plugins.module_utils import olm_state
 from ansible_collections.confidential.gpu.plugins.module_utils.olm_state import OlmError
 
@@ -526,10 +520,9 @@ class OlmOperator(CgpuModule):
         name = plan["metadata"]["name"]
         # One merge patch: the plan was just read and judged, so no second read and no strategic-merge attempt.
         try:
-            self.client.patch(self.resource(OLM, "InstallPlan", fail=True), {"spec": {"approved": True}}, name=name,
-                              namespace=self.namespace, content_type="application/merge-patch+json")
-        except (ApiException, DynamicApiError) as exc:
-            raise OlmError("Approving InstallPlan {0}/{1} failed: {2}".format(self.namespace, name, api_error_message(exc)))
+            self.patch(OLM, "InstallPlan", name, {"spec": {"approved": True}}, namespace=self.namespace)
+        except CoreException as exc:
+            raise OlmError("Approving InstallPlan {0}/{1} failed: {2}".format(self.namespace, name, exc))
         self.record("InstallPlan {0}/{1}".format(self.namespace, name),
                     {"spec": {"approved": False}}, {"spec": {"approved": True}})
 

@@ -259,13 +259,7 @@ class SmokeResult(CgpuModule):
             stop.set()
 
     def _log(self, name, namespace):
-        resource = self.resource("v1", "Pod", fail=True)
-        try:
-            response = resource.log.get(name=name, namespace=namespace, container=self.params["container"],
-                                        serialize=False)
-        except Exception as exc:  # pylint: disable=broad-except
-            raise CoreException("Failed to read the log of pod {0}/{1}: {2}".format(namespace, name, exc))
-        return response.data.decode("utf-8", "replace")
+        return self.pod_log(name, namespace, container=self.params["container"])
 
     def execute_module(self):
         params = self.params
