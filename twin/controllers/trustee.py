@@ -313,10 +313,19 @@ class TrusteeConfigController(Controller):
         if kbs is not None:
             status["kbsConfigRef"] = {"apiVersion": API, "kind": "KbsConfig", "name": kbs_name,
                                       "namespace": namespace, "uid": kbs["metadata"]["uid"]}
-        current = tc.get("status") or {}
-        if any(current.get(k) != v for k, v in status.items()):
-            self.kube.merge_patch(path(API, "trusteeconfigs", name, namespace, "status"), {"status": status})
+        if (tc.get("status") or {}) != status:
+            self.write_status(tc, status)
         return None
+
+    def write_status(self, tc, status):
+        """The whole status, replaced: the operator sets its fields and calls ``r.Status().Update``
+        (confidential-containers/trustee-operator internal/controller/trusteeconfig_controller.go,
+        ``Reconcile``), so a field it no longer sets (a stale kbsConfigRef) does not survive as
+        with a merge patch; the resourceVersion read makes a stale write a conflict (retried)."""
+        body = copy.deepcopy(tc)  # tc is the informer's cached object: never changed in place
+        body["status"] = status
+        meta = tc["metadata"]
+        self.kube.replace(path(API, "trusteeconfigs", meta["name"], meta["namespace"], "status"), body)
 
 
 def merge_kbs_spec(generated, current):
