@@ -12,6 +12,8 @@ wildcard suffix), and connect to the address while keeping the host name for SNI
 verification (``curl --resolve`` does the same).
 """
 
+import time
+
 import yaml
 
 from .kube import ApiError, path
@@ -57,9 +59,41 @@ def publish(kube, mapping: dict):
                               "metadata": {"name": CONFIGMAP, "namespace": NAMESPACE}, **body})
 
 
-def link(source_kube, target_kube):
-    """Make the source twin's hosts resolvable from the target twin."""
-    publish(target_kube, entries(source_kube))
+def published(kube, timeout=60):
+    """The twin's zone once it has an entry, watching its ConfigMap (the router twin publishes when its
+    controllers start, which is after ``twin up`` returns); TimeoutError naming what was seen otherwise."""
+    deadline = time.monotonic() + timeout
+    collection = path("v1", "configmaps", namespace=NAMESPACE)
+    while True:
+        listing = kube.list(collection, fieldSelector=f"metadata.name={CONFIGMAP}")
+        zone = parse(((listing["items"] or [{}])[0].get("data") or {}).get(KEY))
+        remaining = deadline - time.monotonic()
+        if zone or remaining <= 0:
+            break
+        for kind, obj in kube.watch(collection, listing["metadata"]["resourceVersion"],
+                                    timeout_seconds=max(1, int(remaining)),
+                                    fieldSelector=f"metadata.name={CONFIGMAP}"):
+            if kind == "ERROR":
+                break  # e.g. 410 Gone: list again
+            if kind in ("ADDED", "MODIFIED"):
+                zone = parse((obj.get("data") or {}).get(KEY))
+                if zone:
+                    return zone
+            if time.monotonic() > deadline:
+                break
+    if not zone:
+        raise TimeoutError(f"the twin published no zone in {NAMESPACE}/{CONFIGMAP} within {timeout}s "
+                           "(is its router twin running?)")
+    return zone
+
+
+def link(source_kube, target_kube, timeout=60):
+    """Make the source twin's hosts resolvable from the target twin.
+
+    The source's zone is copied once it exists: a link made right after the source started would
+    otherwise copy nothing, and nothing of the source would ever resolve from the target.
+    """
+    publish(target_kube, published(source_kube, timeout))
 
 
 def resolve(host: str, zone: dict):
