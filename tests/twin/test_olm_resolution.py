@@ -65,8 +65,9 @@ def test_skip_range_upgrade_replaces_the_old_csv_only_after_the_new_one_succeeds
     approve(kube, namespace, first)
     upgrade = wait_for(kube, *PLANS, namespace, lambda items: next(
         (p for p in items if p["spec"]["clusterServiceVersionNames"] == ["nfd.v4.21.1"]), None))
-    old = kube.get(path(*CSVS, "nfd.v4.21.0", namespace))
-    assert old["status"]["phase"] == "Succeeded" and "replaces" not in old["spec"]
+    old = wait_for(kube, *CSVS, namespace, lambda items: next(
+        (c for c in items if c.get("status", {}).get("phase") == "Succeeded"), None))
+    assert old["metadata"]["name"] == "nfd.v4.21.0" and "replaces" not in old["spec"]
     assert old["metadata"]["annotations"]["olm.skipRange"] == ">=4.9.0 <4.21.0"
     phases = {}
 

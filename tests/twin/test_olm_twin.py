@@ -111,7 +111,7 @@ def test_faults_catalog_package_installplan_and_csv(twin, namespace):
              and c["status"]["connectionState"]["lastObservedState"] == "TRANSIENT_FAILURE"), None))
         wait_for(kube, "packages.operators.coreos.com/v1", "packagemanifests", "openshift-marketplace",
                  lambda items: "trustee-operator" not in [m["metadata"]["name"] for m in items])
-        subscribe(kube, namespace, "nfd")
+        subscribe(kube, namespace, "nfd", approval="Automatic")  # a Manual one would make every plan Manual
         sub = wait_for(kube, *SUBS, namespace, lambda items: next((s for s in items if any(
             c["type"] == "CatalogSourcesUnhealthy" and c["status"] == "True" for c in s.get("status", {}).get("conditions", []))), None))
         assert "openshift-marketplace/redhat-operators" in next(

@@ -2,17 +2,24 @@
 
 What it keeps of OLM, because the collection has to cope with exactly this:
 
-* Resolution is per namespace. Every Subscription of a namespace that wants a CSV it does not have
-  yet lands in ONE InstallPlan; with Manual approval, approving it approves all of them
-  (operator-lifecycle-manager#2352: a second operator's install upgrades a pinned first one).
-* After an install, the next CSV of the channel (the one that ``replaces`` the installed CSV) is
-  resolved at once: with Manual approval it waits in its own InstallPlan, so upgrades are one
-  approval per step along the replaces chain.
+* Resolution is per namespace (Resolver: catalog/operator.go syncResolvingNamespace). Every
+  Subscription of a namespace that wants a CSV lands in ONE InstallPlan, Manual when ANY Subscription
+  of the namespace is Manual; approving it approves all of them (operator-lifecycle-manager#2352).
+  Only Subscriptions whose currentCSV changed point at a new plan; an UpgradePending Subscription
+  with a plan is not resolved again until the plan is deleted; without exactly one OperatorGroup
+  nothing resolves (no plan, no condition); a CSV no Subscription references is never adopted
+  (ConstraintsNotSatisfiable); at most five plans are kept.
+* The upgrade graph is ``replaces``, ``skips`` and ``olm.skipRange`` (NFD has only a skipRange): the
+  candidate nearest the channel head that can replace the installed CSV is offered, with Manual
+  approval in its own InstallPlan. ``startingCSV`` counts only while nothing is installed.
+* Any CatalogSource of one of the twin's index images serves (a mirror, a private catalog in the
+  operator's namespace), with PackageManifests in its own namespace (CatalogController).
 * A CSV needs exactly one OperatorGroup in its namespace, with target namespaces its install modes
   support; otherwise it fails with OLM's reasons (NoOperatorGroup, TooManyOperatorGroups,
   UnsupportedOperatorGroup) and recovers when the OperatorGroups are fixed.
 * CSV phases Pending -> InstallReady -> Installing -> Succeeded, paced by the profile's
-  ``csv_install`` timing (the whole install; each step takes a third of it).
+  ``csv_install`` timing (the whole install; each step takes a third of it); a replaced CSV goes
+  Replacing, then Deleting once its successor has Succeeded; the install timeout.
 
 What it simplifies: no bundle unpacking and no operator Deployments. The operator's CRDs (the
 kinds of its operands) appear when its CSV succeeds; the real InstallPlan creates them earlier,
@@ -23,7 +30,8 @@ Faults (profile ``faults:`` or the twin-faults ConfigMap):
 ``{kind: catalog-not-ready, catalog: NAME}``, ``{kind: package-missing, package: NAME}``,
 ``{kind: installplan-missing, package: NAME}``, ``{kind: csv-failed, package: NAME, csv: NAME}`` (with
 ``once: true``: fails once, then recovers; with ``reason: InstallComponentFailedNoRetry``: terminal),
-``{kind: installplan-failed, package: NAME}``, ``{kind: bundle-unpack-failed, package: NAME}``. An unhealthy
+``{kind: installplan-failed, package: NAME}``, ``{kind: bundle-unpack-failed, package: NAME}``,
+``{kind: csv-unhealthy, package: NAME}`` (Installing until the install timeout, then Failed). An unhealthy
 catalog that no Subscription uses is ``catalog-not-ready`` on it: it still fails resolution everywhere
 (ErrorPreventedResolution, retried), as OLM's resolver cache does.
 
@@ -47,11 +55,17 @@ MARKETPLACE = "openshift-marketplace"
 OLM = "operators.coreos.com/v1alpha1"
 OLM_V1 = "operators.coreos.com/v1"
 PM_API = "packages.operators.coreos.com/v1"
+MAX_INSTALL_PLANS = 5  # catalog/operator.go maxInstallPlanCount
 
+# The two seeded catalogs, and the index image each serves (twin/seed.py): any CatalogSource of that
+# index image, in any namespace and under any name, serves the same packages (a mirror).
 CATALOGS = {
-    "redhat-operators": {"display": "Red Hat Operators", "publisher": "Red Hat"},
-    "certified-operators": {"display": "Certified Operators", "publisher": "Red Hat"},
+    "redhat-operators": {"display": "Red Hat Operators", "publisher": "Red Hat", "index": "redhat-operator-index"},
+    "certified-operators": {"display": "Certified Operators", "publisher": "Red Hat", "index": "certified-operator-index"},
 }
+# A twin-only knob for tests: a pruned mirror (what oc-mirror makes) serves only these versions,
+# JSON ``{package: [version, ...]}``; packages not named are not served.
+CONTENT_ANNOTATION = "twin.confidential.gpu/packages"
 
 # Own/SingleNamespace only: none of the four supports AllNamespaces (operators.md §2).
 INSTALL_MODES = [
@@ -73,6 +87,10 @@ PACKAGES = {
         "versions": ["4.21.0", "4.21.1"],
         "channels": {"stable": ["4.21.0", "4.21.1"]},
         "default_channel": "stable",
+        # openshift/cluster-nfd-operator manifests/stable/manifests/nfd.clusterserviceversion.yaml: no
+        # spec.replaces, an olm.skipRange '>=4.9.0 <VERSION' (ART stamps each z-stream's own bound).
+        "replaces": False,
+        "skip_range": {"4.21.0": ">=4.9.0 <4.21.0", "4.21.1": ">=4.9.0 <4.21.1"},
         "crds": crd_table.NFD_OPERATOR_CRDS,  # the 4.21 CSV owns six
         "example": {"apiVersion": "nfd.openshift.io/v1", "kind": "NodeFeatureDiscovery",
                     "metadata": {"name": "nfd-instance", "namespace": "openshift-nfd"},
@@ -145,12 +163,13 @@ def csv_name(package, version):
 
 
 def _index():
-    """CSV name -> (package, version, the CSV it replaces or None)."""
+    """CSV name -> (package, version, the CSV its bundle replaces or None)."""
     found = {}
     for package, data in PACKAGES.items():
         previous = None
         for version in data["versions"]:
-            found[csv_name(package, version)] = (package, version, csv_name(package, previous) if previous else None)
+            replaces = csv_name(package, previous) if previous and data.get("replaces", True) else None
+            found[csv_name(package, version)] = (package, version, replaces)
             previous = version
     return found
 
@@ -158,14 +177,84 @@ def _index():
 CSV_INDEX = _index()
 
 
-def channel_csvs(package, channel):
-    return [csv_name(package, v) for v in PACKAGES[package]["channels"].get(channel, [])]
+def _semver(text):
+    core = str(text).lstrip("v").split("-", 1)[0].split("+", 1)[0]
+    parts = (core.split(".") + ["0", "0"])[:3]
+    return tuple(int(p) if p.isdigit() else 0 for p in parts)
 
 
-def successor(package, channel, installed):
-    """The CSV of the channel that replaces ``installed`` (OLM's next upgrade step), or None."""
-    for name in channel_csvs(package, channel):
-        if CSV_INDEX[name][2] == installed:
+def in_range(version, expression):
+    """Whether ``version`` is in a blang/semver range as OLM parses ``olm.skipRange`` ('>=4.9.0 <4.21.1', '||')."""
+    if not expression:
+        return False
+    have = _semver(version)
+    for alternative in expression.split("||"):
+        ok = True
+        for comparator in alternative.split():
+            op = next((o for o in (">=", "<=", "!=", ">", "<", "==", "=") if comparator.startswith(o)), "")
+            want = _semver(comparator[len(op):])
+            ok = ok and {">=": have >= want, "<=": have <= want, ">": have > want, "<": have < want,
+                         "!=": have != want}.get(op, have == want)
+        if ok:
+            return True
+    return False
+
+
+def skip_range(package, version):
+    return (PACKAGES[package].get("skip_range") or {}).get(version, "")
+
+
+def skips(package, version):
+    return list((PACKAGES[package].get("skips") or {}).get(version, []))
+
+
+def catalog_packages(catalog):
+    """What a CatalogSource serves: package -> {channel: [CSV names, oldest first]}, and each default channel.
+
+    The index image says which of the twin's catalogs it is; the content annotation prunes it.
+    Returns ``({package: {"channels": {...}, "default_channel": name}})``; {} for an unknown image.
+    """
+    image = ((catalog or {}).get("spec") or {}).get("image") or ""
+    index = next((name for name, data in CATALOGS.items() if data["index"] in image), None)
+    if index is None:
+        return {}
+    pruned = None
+    raw = ((catalog.get("metadata") or {}).get("annotations") or {}).get(CONTENT_ANNOTATION)
+    if raw:
+        try:
+            pruned = {k: {str(v).lstrip("v") for v in vs} for k, vs in json.loads(raw).items()}
+        except (ValueError, AttributeError):
+            pruned = {}
+    served = {}
+    for package, data in PACKAGES.items():
+        if data["catalog"] != index or (pruned is not None and package not in pruned):
+            continue
+        channels = {}
+        for channel, versions in data["channels"].items():
+            kept = [csv_name(package, v) for v in versions if pruned is None or v in pruned[package]]
+            if kept:
+                channels[channel] = kept
+        if not channels:
+            continue
+        # provider/registry.go newPackageManifest: a default channel with no bundle is elided and the
+        # first channel (sorted by name) becomes the default.
+        default = data["default_channel"] if data["default_channel"] in channels else sorted(channels)[0]
+        served[package] = {"channels": channels, "default_channel": default}
+    return served
+
+
+def upgrade_candidate(channel_entries, installed):
+    """The CSV OLM offers to replace ``installed``: the one nearest the channel head that replaces it, lists it
+    in ``skips`` or whose ``olm.skipRange`` includes its version (registry/resolver/resolver.go
+    getSubscriptionVariables: ``Or(SkipRangeIncludesPredicate, ReplacesPredicate)``, candidates in channel
+    order, head first), or None."""
+    have = CSV_INDEX.get(installed)
+    for name in reversed(channel_entries):
+        package, version, replaces = CSV_INDEX[name]
+        if name == installed:
+            continue
+        if replaces == installed or installed in skips(package, version) or (
+                have and in_range(have[1], skip_range(package, version))):
             return name
     return None
 
@@ -175,7 +264,10 @@ def owned_crds(package):
             for group, version, kind, plural, _scope, _extra in PACKAGES[package]["crds"]]
 
 
-def csv_spec(package, version):
+def csv_spec(package, version, replaces=None):
+    """The CSV as its bundle has it; ``replaces`` is what the resolver sets: the installed CSV it upgrades
+    (resolver.go: ``c.Replaces = current.Name``; steps.go NewStepResourceFromCSV writes it into spec.replaces),
+    else the bundle's own."""
     data = PACKAGES[package]
     name = csv_name(package, version)
     labels = {"app": data["deployment"]}
@@ -194,49 +286,58 @@ def csv_spec(package, version):
                          "containers": [{"name": "manager", "image": f"registry.example/{package}:{version}"}]}}},
         }]}},
     }
-    replaces = CSV_INDEX[name][2]
+    replaces = replaces or CSV_INDEX[name][2]
     if replaces:
         spec["replaces"] = replaces
+    if skips(package, version):
+        spec["skips"] = skips(package, version)
     return spec
 
 
-def csv_annotations(package):
+def csv_annotations(package, version=None):
     data = PACKAGES[package]
     return {
         "alm-examples": json.dumps([data["example"]]),
         "operatorframework.io/suggested-namespace": data["namespace"],
         "capabilities": "Basic Install",
-        "olm.skipRange": "",
+        "olm.skipRange": skip_range(package, version) if version else "",
     }
 
 
-def package_manifest(package):
+def package_manifest(package, catalog, served):
+    """The PackageManifest the packageserver makes of one package of one catalog
+    (pkg/package-server/provider/registry.go newPackageManifest): in the catalog's namespace, labelled
+    ``catalog``/``catalog-namespace``, channels sorted by name."""
     data = PACKAGES[package]
-    catalog = data["catalog"]
+    meta = catalog["metadata"]
+    spec = catalog.get("spec") or {}
     channels = []
-    for channel, versions in data["channels"].items():
-        head = versions[-1]
+    for channel in sorted(served["channels"]):
+        names = served["channels"][channel]
+        head = CSV_INDEX[names[-1]][1]
         channels.append({
             "name": channel,
-            "currentCSV": csv_name(package, head),
+            "currentCSV": names[-1],
             "currentCSVDesc": {"displayName": data["display"], "version": head, "installModes": INSTALL_MODES,
                                "provider": {"name": data["provider"]},
-                               "annotations": {"operatorframework.io/suggested-namespace": data["namespace"]}},
-            "entries": [{"name": csv_name(package, v), "version": v} for v in reversed(versions)],
+                               "annotations": {"operatorframework.io/suggested-namespace": data["namespace"],
+                                               "olm.skipRange": skip_range(package, head)}},
+            "entries": [{"name": n, "version": CSV_INDEX[n][1]} for n in reversed(names)],
         })
     return {
         "apiVersion": PM_API, "kind": "PackageManifest",
-        "metadata": {"name": package, "namespace": MARKETPLACE, "labels": {
-            "catalog": catalog, "catalog-namespace": MARKETPLACE, "provider-url": "",
+        "metadata": {"name": package, "namespace": meta["namespace"], "labels": {
+            **(meta.get("labels") or {}),
+            "catalog": meta["name"], "catalog-namespace": meta["namespace"], "provider-url": "",
             # packageserver labels are not validated; a CRD stand-in must use a valid label value.
             "provider": data["provider"].replace(" ", "-"),
             "operatorframework.io/arch.amd64": "supported", "operatorframework.io/os.linux": "supported"}},
         "spec": {},
         "status": {
-            "catalogSource": catalog, "catalogSourceDisplayName": CATALOGS[catalog]["display"],
-            "catalogSourceNamespace": MARKETPLACE, "catalogSourcePublisher": CATALOGS[catalog]["publisher"],
+            "catalogSource": meta["name"], "catalogSourceDisplayName": spec.get("displayName", ""),
+            "catalogSourceNamespace": meta["namespace"], "catalogSourcePublisher": spec.get("publisher", ""),
             "packageName": package, "provider": {"name": data["provider"]},
-            "defaultChannel": data["default_channel"], "channels": channels,
+            "defaultChannel": served["default_channel"], "channels": channels,
         },
     }
 
@@ -270,7 +371,17 @@ def _strip_times(value):
 
 
 class CatalogController(Controller):
-    """Connection state of each CatalogSource, and the PackageManifests it serves."""
+    """Connection state of each CatalogSource, and the PackageManifests the packageserver makes of it.
+
+    Any CatalogSource whose image is one of the twin's index images is served, in any namespace and
+    under any name (a mirror or a private catalog), so several catalogs may serve one package. As
+    pkg/package-server/provider/registry.go does, each package of a READY catalog is a PackageManifest in
+    the catalog's namespace labelled ``catalog``/``catalog-namespace``, and a catalog in
+    TRANSIENT_FAILURE has its packages dropped (syncSourceState -> gcPackages). The packageserver keys
+    its cache by catalog/namespace/name and answers a GET by name with the first match of any catalog;
+    the twin's CRD stand-in holds one object per name and namespace, so of two catalogs of ONE
+    namespace serving one package only the first by name is served (across namespaces both are).
+    """
 
     name = "olm-catalog"
     api_version = OLM
@@ -282,50 +393,93 @@ class CatalogController(Controller):
         manager.informer("v1", "configmaps").add_handler(self._configmap_event)
 
     def _manifest_event(self, kind, obj):
-        catalog = (obj.get("metadata", {}).get("labels") or {}).get("catalog")
-        if catalog:
-            self.queue.add((MARKETPLACE, catalog))
+        labels = obj.get("metadata", {}).get("labels") or {}
+        if labels.get("catalog"):
+            self.queue.add((labels.get("catalog-namespace") or obj["metadata"].get("namespace"), labels["catalog"]))
+        # A manifest removed from under a catalog that sorts later in the same namespace: it may serve it now.
+        for catalog in self.cache(OLM, "catalogsources").items():
+            if catalog["metadata"]["namespace"] == obj["metadata"].get("namespace"):
+                self.queue.add((catalog["metadata"]["namespace"], catalog["metadata"]["name"]))
 
     def _configmap_event(self, kind, obj):
         if _faults_changed(self.world, kind, obj):
-            for name in CATALOGS:
-                self.queue.add((MARKETPLACE, name))
+            for catalog in self.cache(OLM, "catalogsources").items():
+                self.queue.add((catalog["metadata"]["namespace"], catalog["metadata"]["name"]))
 
     def reconcile(self, key):
         namespace, name = key
-        if namespace != MARKETPLACE or name not in CATALOGS:
-            return None
         catalog = self.cache(OLM, "catalogsources").get(name, namespace)
-        if catalog is None:
+        manifests = self.cache(PM_API, "packagemanifests")
+        p = path(PM_API, "packagemanifests", namespace=namespace)
+        if catalog is None or catalog["metadata"].get("deletionTimestamp"):
+            # catalogSourceDeleted -> gcPackages: its packages go.
+            for manifest in manifests.items():
+                if manifest["metadata"]["namespace"] == namespace and (
+                        manifest["metadata"].get("labels") or {}).get("catalog") == name:
+                    self._delete(f"{p}/{manifest['metadata']['name']}")
             return None
-        broken = self.world.fault("catalog-not-ready", catalog=name)
+        served = catalog_packages(catalog)
+        if not served and not (catalog.get("spec") or {}).get("image"):
+            return None  # not a catalog the twin knows how to serve (e.g. configMap-based): left alone
+        broken = self.world.fault("catalog-not-ready", catalog=name, namespace=namespace)
         state = "TRANSIENT_FAILURE" if broken else "READY"
         current = (catalog.get("status") or {}).get("connectionState") or {}
         if current.get("lastObservedState") != state:
             self.kube.merge_patch(path(OLM, "catalogsources", name, namespace, "status"), {"status": {
-                "connectionState": {"address": f"{name}.{MARKETPLACE}.svc:50051", "lastObservedState": state,
+                "connectionState": {"address": f"{name}.{namespace}.svc:50051", "lastObservedState": state,
                                     "lastConnect": now()},
                 "registryService": {"createdAt": now(), "port": "50051", "protocol": "grpc",
-                                    "serviceName": name, "serviceNamespace": MARKETPLACE}}})
-        manifests = self.cache(PM_API, "packagemanifests")
-        for package, data in PACKAGES.items():
-            if data["catalog"] != name:
+                                    "serviceName": name, "serviceNamespace": namespace}}})
+        if broken:
+            served = {}
+        first = {}  # package -> name of the first catalog of this namespace that serves it
+        for other in sorted(self.cache(OLM, "catalogsources").items(), key=lambda c: c["metadata"]["name"]):
+            if other["metadata"]["namespace"] != namespace or other["metadata"].get("deletionTimestamp"):
                 continue
+            if self.world.fault("catalog-not-ready", catalog=other["metadata"]["name"], namespace=namespace):
+                continue
+            for package in catalog_packages(other):
+                first.setdefault(package, other["metadata"]["name"])
+        for package in PACKAGES:
+            existing = manifests.get(package, namespace)
+            owner = ((existing or {}).get("metadata", {}).get("labels") or {}).get("catalog")
             missing = self.world.fault("package-missing", package=package, catalog=name)
-            exists = manifests.get(package, MARKETPLACE) is not None
-            p = path(PM_API, "packagemanifests", namespace=MARKETPLACE)
-            if missing and exists:
-                self.kube.delete(f"{p}/{package}")
-            elif not missing and not exists:
-                self.kube.create_or_get(p, package_manifest(package))
+            wanted = package in served and not missing and first.get(package) == name
+            if wanted and existing is None:
+                self.kube.create_or_get(p, package_manifest(package, catalog, served[package]))
+            elif not wanted and existing is not None and owner == name:
+                self._delete(f"{p}/{package}")
         return None
+
+    def _delete(self, p):
+        try:
+            self.kube.delete(p)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
 
 
 # -- subscriptions and install plans ----------------------------------------------------------------
 
 
 class Resolver(Controller):
-    """Resolves all Subscriptions of a namespace together, as OLM's catalog operator does."""
+    """Resolves all Subscriptions of a namespace together, as OLM's catalog operator does
+    (catalog/operator.go syncResolvingNamespace, registry/resolver, catalog/subscription/state.go).
+
+    * gcInstallPlans first: at most five InstallPlans per namespace, the lowest generations go.
+    * Bookkeeping per Subscription before any resolution: a referenced InstallPlan that is gone clears
+      the reference of an UpgradePending Subscription (InstallPlanNotFound), else InstallPlanMissing; a
+      ``currentCSV`` that exists makes the Subscription AtLatestKnown with it as ``installedCSV``
+      (ensureSubscriptionCSVState); the plan's phase gives InstallPlanPending / InstallPlanFailed.
+    * Not exactly one OperatorGroup: resolution stops there (resolver.IsFailForwardEnabled returns
+      "found N operatorGroups, expected 1" as an error): no InstallPlan, no condition.
+    * Nothing resolves while every Subscription is UpgradePending with an InstallPlan (nothingToUpdate);
+      once one is not, ALL of the namespace's Subscriptions are resolved together.
+    * A new InstallPlan only when some Subscription's ``currentCSV`` changed; it is Manual when ANY
+      Subscription of the namespace is Manual, and only those Subscriptions point at it (setIPReference
+      on updatedSubs): the others keep their reference.
+    * Any failure fails the whole namespace's resolution, with one condition on every Subscription.
+    """
 
     name = "olm-resolver"
 
@@ -334,8 +488,9 @@ class Resolver(Controller):
         for plural in ("subscriptions", "installplans", "clusterserviceversions"):
             manager.informer(OLM, plural).add_handler(
                 lambda kind, obj: self.queue.add((obj["metadata"].get("namespace"), "")))
+        manager.informer(OLM_V1, "operatorgroups").add_handler(  # syncOperatorGroups requeues the namespace
+            lambda kind, obj: self.queue.add((obj["metadata"].get("namespace"), "")))
         manager.informer(OLM, "catalogsources").add_handler(lambda kind, obj: self._everywhere())
-        manager.informer(PM_API, "packagemanifests").add_handler(lambda kind, obj: self._everywhere())
         manager.informer("v1", "configmaps").add_handler(
             lambda kind, obj: _faults_changed(self.world, kind, obj) and self._everywhere())
 
@@ -350,63 +505,83 @@ class Resolver(Controller):
                 if not s["metadata"].get("deletionTimestamp")]
         if not subs:
             return None
-        plans = self.kube.list(path(OLM, "installplans", namespace=namespace))["items"]
-        # CSVs after plans, and live too: a plan seen Complete has created its CSVs, and a CSV the cache has
-        # not seen yet would be wanted again in a new plan.
+        plans = self._gc_plans(namespace, self.kube.list(path(OLM, "installplans", namespace=namespace))["items"])
         csvs = {c["metadata"]["name"]: c for c in self.kube.list(
             path(OLM, "clusterserviceversions", namespace=namespace))["items"]}
-        resolved = {s["metadata"]["name"]: self._resolve(s, csvs) for s in subs}
         by_name = {p["metadata"]["name"]: p for p in plans}
-
-        wanted = {}
+        records = {s["metadata"]["name"]: self._observe(s, csvs, by_name) for s in subs}
+        groups = [g for g in self.cache(OLM_V1, "operatorgroups").items() if g["metadata"]["namespace"] == namespace]
+        if len(groups) != 1:
+            log.info("%s: found %d operatorGroups, expected 1: not resolving", namespace, len(groups))
+        elif any(not (r["ref"] and r["state"] == "UpgradePending") for r in records.values()):
+            self._resolve_namespace(namespace, subs, records, csvs, plans)
         for sub in subs:
-            r = resolved[sub["metadata"]["name"]]
-            status = sub.get("status") or {}
-            held = by_name.get((status.get("installPlanRef") or {}).get("name"))
-            if status.get("state") == "UpgradePending" and held is not None \
-                    and (held.get("status") or {}).get("phase") == "Failed":
-                # nothingToUpdate (catalog/operator.go): an UpgradePending Subscription with an InstallPlan is
-                # not resolved again, so a Failed plan stays its plan until someone deletes it.
-                r["held"] = held
-                continue
-            if r["want"] and not self.world.fault("installplan-missing", package=sub["spec"].get("name")):
-                wanted[r["want"]] = sub
-        blocked = any(r["blocked"] for r in resolved.values())
-        unpack = next((f for f in (self.world.fault("bundle-unpack-failed", package=s["spec"].get("name"))
-                                   for s in wanted.values()) if f), None)
-        plan = None
-        if wanted and unpack and not blocked:
-            # The bundles are unpacked before any InstallPlan exists; a failed unpack Job (BundleLookupFailed)
-            # puts BundleUnpackFailed on every Subscription of the namespace and creates no plan
-            # (catalog/operator.go syncResolvingNamespace, hasBundleLookupFailureCondition).
-            for sub in subs:
-                resolved[sub["metadata"]["name"]]["conditions"].append(_condition(
-                    "BundleUnpackFailed", "True", "BundleUnpackFailed",
-                    "bundle unpacking failed. Reason: DeadlineExceeded, and Message: Job was active longer than "
-                    "specified deadline", (sub.get("status") or {}).get("conditions")))
-        elif wanted:
-            # A resolution that failed creates nothing; existing plans for the wanted CSVs are still found.
-            plan = self._plan_for(namespace, plans, wanted, create=not blocked)
-        for sub in subs:
-            self._write_status(sub, resolved[sub["metadata"]["name"]], plan, plans)
+            self._write_status(sub, records[sub["metadata"]["name"]])
         return None
 
-    def _resolve(self, sub, csvs):
-        """What one Subscription has and wants; conditions say why it wants nothing."""
-        spec = sub.get("spec") or {}
+    # -- before resolution ------------------------------------------------------------------------
+
+    def _gc_plans(self, namespace, plans):
+        """catalog/operator.go gcInstallPlans: keep maxInstallPlanCount (5), deleting whole generations, oldest first."""
+        if len(plans) <= MAX_INSTALL_PLANS:
+            return plans
+        doomed = []
+        for plan in sorted(plans, key=lambda p: (p["spec"].get("generation") or 0,
+                                                 p["metadata"].get("creationTimestamp") or "")):
+            if len(plans) - len(doomed) <= MAX_INSTALL_PLANS:
+                break
+            doomed.append(plan)
+        for plan in doomed:
+            try:
+                self.kube.delete(path(OLM, "installplans", plan["metadata"]["name"], namespace))
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+            log.info("%s: InstallPlan %s garbage-collected", namespace, plan["metadata"]["name"])
+        return [p for p in plans if p not in doomed]
+
+    def _observe(self, sub, csvs, plans):
+        """What OLM records for one Subscription before resolving: health, plan reference, CSV state."""
         status = sub.get("status") or {}
-        package, source = spec.get("name"), spec.get("source")
-        source_ns = spec.get("sourceNamespace") or MARKETPLACE
-        name = sub["metadata"]["name"]
         previous = status.get("conditions") or []
+        health, health_condition = self._health(sub)
+        record = {"sub": sub, "health": health, "conditions": [health_condition], "previous": previous,
+                  "installed": status.get("installedCSV"), "current": status.get("currentCSV"),
+                  "state": status.get("state"), "ref": None, "generation": status.get("installPlanGeneration"),
+                  "unhealthy": health_condition["status"] == "True", "want": None, "replaces": None}
+        # Conditions of an earlier resolution stay until a resolution succeeds (removeSubsCond).
+        record["kept"] = [c for c in previous if c.get("type") in ("ResolutionFailed", "BundleUnpackFailed")]
+        ref = (status.get("installPlanRef") or {}).get("name")
+        if ref:
+            plan = plans.get(ref)
+            if plan is None and record["state"] == "UpgradePending":
+                # subscription/state.go InstallPlanNotFound: clear the reference so resolution happens again.
+                record.update(current=None, state=None, generation=None)
+            elif plan is None:
+                record["ref"] = {"metadata": {"name": ref}, "missing": True}
+                record["conditions"].append(_condition("InstallPlanMissing", "True", "ReferencedInstallPlanNotFound",
+                                                       "", previous))
+            else:
+                record["ref"] = plan
+        # ensureSubscriptionCSVState: a currentCSV that exists is the installed one.
+        if record["current"]:
+            if record["current"] in csvs:
+                record.update(state="AtLatestKnown", installed=record["current"])
+            else:
+                record["state"] = "UpgradePending"
+        return record
+
+    def _health(self, sub):
+        spec = sub.get("spec") or {}
+        source, source_ns = spec.get("source"), spec.get("sourceNamespace") or MARKETPLACE
+        previous = (sub.get("status") or {}).get("conditions") or []
         catalogs = self.cache(OLM, "catalogsources")
         # Health of every catalog in the Subscription's namespace and in the global one, sorted by
         # namespace+name (catalog/subscription/reconciler.go catalogHealth); the condition is True when
         # any of them is unhealthy, naming the targeted one only when it is that one or missing
         # (catalog/subscription/state.go UpdateHealth; otherwise the previous message is kept).
         scope = {sub["metadata"]["namespace"], MARKETPLACE}
-        health = []
-        unhealthy = []
+        health, unhealthy = [], []
         for catalog in sorted(catalogs.items(), key=lambda c: c["metadata"]["namespace"] + c["metadata"]["name"]):
             meta = catalog["metadata"]
             if meta["namespace"] not in scope:
@@ -420,86 +595,139 @@ class Resolver(Controller):
         targeted = f"{source_ns}/{source}"
         old = next((c for c in previous if c.get("type") == "CatalogSourcesUnhealthy"), {})
         if catalogs.get(source, source_ns) is None:
-            conditions = [_condition("CatalogSourcesUnhealthy", "True", "UnhealthyCatalogSourceFound",
-                                     f"targeted catalogsource {targeted} missing", previous)]
-        elif unhealthy:
+            return health, _condition("CatalogSourcesUnhealthy", "True", "UnhealthyCatalogSourceFound",
+                                      f"targeted catalogsource {targeted} missing", previous)
+        if unhealthy:
             message = f"targeted catalogsource {targeted} unhealthy" if targeted in unhealthy else old.get("message", "")
-            conditions = [_condition("CatalogSourcesUnhealthy", "True", "UnhealthyCatalogSourceFound", message, previous)]
-        else:
-            conditions = [_condition("CatalogSourcesUnhealthy", "False", "AllCatalogSourcesHealthy",
-                                     "all available catalogsources are healthy", previous)]
-        # What is installed stays in the status whatever resolution says (OLM never clears installedCSV).
-        result = {"health": health, "conditions": conditions, "want": None, "blocked": False,
-                  "installed": status.get("installedCSV") if status.get("installedCSV") in csvs else None}
+            return health, _condition("CatalogSourcesUnhealthy", "True", "UnhealthyCatalogSourceFound", message, previous)
+        return health, _condition("CatalogSourcesUnhealthy", "False", "AllCatalogSourcesHealthy",
+                                  "all available catalogsources are healthy", previous)
 
-        def failed(reason, message):
-            if not any(c["type"] == "ResolutionFailed" for c in conditions):  # one resolution, one failure
-                conditions.append(_condition("ResolutionFailed", "True", reason, message, previous))
-            return result
+    # -- resolution -------------------------------------------------------------------------------
 
+    def _resolve_namespace(self, namespace, subs, records, csvs, plans):
+        catalogs = self.cache(OLM, "catalogsources")
+        scope = {namespace, MARKETPLACE}
+        unhealthy = sorted(f"{c['metadata']['namespace']}/{c['metadata']['name']}" for c in catalogs.items()
+                           if c["metadata"]["namespace"] in scope and ((c.get("status") or {}).get(
+                               "connectionState") or {}).get("lastObservedState") != "READY")
+        failure = None
         if unhealthy:
             # The resolver's cache takes a snapshot of every catalog in scope and fails the whole
             # resolution when any snapshot failed (registry/resolver/cache/cache.go
             # NamespacedOperatorCache.Error, checked in resolver.go SolveOperators), even one the
-            # Subscription does not use; catalog/operator.go syncResolvingNamespace sets
-            # ErrorPreventedResolution and requeues (it is retried, unlike ConstraintsNotSatisfiable).
-            result["blocked"] = True
-            failed("ErrorPreventedResolution", "; ".join(
+            # Subscription does not use; syncResolvingNamespace sets ErrorPreventedResolution and
+            # requeues (it is retried, unlike ConstraintsNotSatisfiable).
+            failure = ("ErrorPreventedResolution", "; ".join(
                 f"error using catalogsource {c}: failed to list bundles: rpc error: code = Unavailable desc = "
                 "connection error: desc = \"transport: Error while dialing: dial tcp: connect: connection refused\""
                 for c in unhealthy))
-        if catalogs.get(source, source_ns) is None:
-            result["blocked"] = True
-            return failed("ConstraintsNotSatisfiable", f"constraints not satisfiable: no operators found from catalog "
-                          f"{source} in namespace {source_ns} referenced by subscription {name}, subscription {name} exists")
-        manifest = self.cache(PM_API, "packagemanifests").get(package, MARKETPLACE)
-        suffix = f"in the catalog referenced by subscription {name}, subscription {name} exists"
-        if package not in PACKAGES or PACKAGES[package]["catalog"] != source or manifest is None:
-            return failed("ConstraintsNotSatisfiable", f"constraints not satisfiable: no operators found in package {package} {suffix}")
-        channel = spec.get("channel") or PACKAGES[package]["default_channel"]
-        entries = channel_csvs(package, channel)
-        if not entries:
-            return failed("ConstraintsNotSatisfiable",
-                          f"constraints not satisfiable: no operators found in channel {channel} of package {package} {suffix}")
-        installed = status.get("installedCSV") if status.get("installedCSV") in csvs else None
-        start = spec.get("startingCSV")
-        if installed is None:
-            if start and start not in entries:
-                return failed("ConstraintsNotSatisfiable",
-                              f"constraints not satisfiable: no operators found with name {start} in channel {channel} "
-                              f"of package {package} {suffix}")
-            target = start or entries[-1]
-            if target in csvs:
-                installed = target
-        # A CSV an InstallPlan created for this Subscription's next step makes it the installed one.
-        while installed:
-            following = successor(package, channel, installed)
-            if following and following in csvs:
-                installed = following
-                continue
-            break
-        result["installed"] = installed
-        result["want"] = successor(package, channel, installed) if installed else target
-        return result
+        else:
+            referenced = {r["installed"] for r in records.values()} | {r["current"] for r in records.values()}
+            problems = []
+            for sub in subs:
+                problem = self._want(sub, records[sub["metadata"]["name"]], csvs, catalogs, referenced)
+                if problem:
+                    problems.append(problem)
+            if problems:
+                failure = ("ConstraintsNotSatisfiable", "constraints not satisfiable: " + ", ".join(problems))
+        for record in records.values():
+            record["kept"] = []
+        if failure:
+            # setSubsCond(subs, ...): every Subscription of the namespace carries the failure.
+            for record in records.values():
+                record["kept"] = [_condition("ResolutionFailed", "True", failure[0], failure[1], record["previous"])]
+            return
+        wanted = {}
+        for record in records.values():
+            want = record["want"]
+            sub = record["sub"]
+            if want and want not in csvs and not self.world.fault("installplan-missing", package=sub["spec"].get("name")):
+                wanted[want] = record
+        updated = [r for r in wanted.values() if r["want"] != r["current"]]
+        if not updated:
+            return
+        unpack = next((f for f in (self.world.fault("bundle-unpack-failed", package=r["sub"]["spec"].get("name"))
+                                   for r in wanted.values()) if f), None)
+        if unpack:
+            # The bundles are unpacked before any InstallPlan exists; a failed unpack Job (BundleLookupFailed)
+            # puts BundleUnpackFailed on every Subscription of the namespace and creates no plan
+            # (syncResolvingNamespace, hasBundleLookupFailureCondition); a periodic resync retries.
+            for record in records.values():
+                record["kept"] = [_condition(
+                    "BundleUnpackFailed", "True", "BundleUnpackFailed",
+                    "bundle unpacking failed. Reason: DeadlineExceeded, and Message: Job was active longer than "
+                    "specified deadline", record["previous"])]
+            return
+        generation = max([r["generation"] or 0 for r in records.values()]
+                         + [p["spec"].get("generation") or 0 for p in plans] + [0]) + 1
+        manual = any((s["spec"].get("installPlanApproval") or "Automatic") == "Manual" for s in subs)
+        plan = self._create_plan(namespace, plans, wanted, generation, manual)
+        if plan is None:
+            return
+        for record in updated:
+            record.update(ref=plan, current=record["want"], state="UpgradePending", generation=generation)
 
-    def _plan_for(self, namespace, plans, wanted, create=True):
-        """The InstallPlan naming exactly the wanted CSVs: an existing one, or a new generation."""
+    def _want(self, sub, record, csvs, catalogs, referenced):
+        """Set ``record['want']`` to the CSV this Subscription resolves to; return why not (a solver message) or None."""
+        spec = sub.get("spec") or {}
+        package, source = spec.get("name"), spec.get("source")
+        source_ns = spec.get("sourceNamespace") or MARKETPLACE
+        name = sub["metadata"]["name"]
+        exists = f"subscription {name} exists"
+        served = catalog_packages(catalogs.get(source, source_ns))
+        if not served:
+            return (f"no operators found from catalog {source} in namespace {source_ns} referenced by subscription "
+                    f"{name}, {exists}")
+        suffix = f"in the catalog referenced by subscription {name}, {exists}"
+        if package not in served or self.world.fault("package-missing", package=package, catalog=source):
+            return f"no operators found in package {package} {suffix}"
+        channel = spec.get("channel") or served[package]["default_channel"]
+        entries = served[package]["channels"].get(channel)
+        if not entries:
+            return f"no operators found in channel {channel} of package {package} {suffix}"
+        # resolver.go: the current operator is status.installedCSV, found among the namespace's CSVs;
+        # startingCSV counts only while there is none.
+        current = record["installed"] if record["installed"] in csvs else None
+        start = spec.get("startingCSV")
+        if current is None:
+            if start and start not in entries:
+                return f"no operators found with name {start} in channel {channel} of package {package} {suffix}"
+            want = start or entries[-1]
+        else:
+            want = upgrade_candidate(entries, current) or current
+            if want != current:
+                record["replaces"] = current
+        # source_csvs.go + variable_types.go: a CSV no Subscription references must stay in any solution, and
+        # there can be only one operator per package, so a new Subscription cannot take over an existing CSV.
+        for other, csv in sorted(csvs.items()):
+            if CSV_INDEX.get(other, (None,))[0] != package or other in referenced:
+                continue
+            if (csv.get("status") or {}).get("phase") in ("Replacing", "Deleting") or any(
+                    (c.get("spec") or {}).get("replaces") == other for c in csvs.values()):
+                continue
+            bundle = f"{source}/{source_ns}/{channel}/{want}"
+            return (f"{exists}, subscription {name} requires {bundle}, @existing/{sub['metadata']['namespace']}//{other} "
+                    f"and {bundle} originate from package {package}, clusterserviceversion {other} exists and is not "
+                    "referenced by a subscription")
+        if want not in csvs:
+            record["want"] = want
+        return None
+
+    def _create_plan(self, namespace, plans, wanted, generation, manual):
         names = sorted(wanted)
-        for plan in sorted(plans, key=lambda p: -(p["spec"].get("generation") or 0)):
-            phase = (plan.get("status") or {}).get("phase")
-            if sorted(plan["spec"].get("clusterServiceVersionNames") or []) == names and phase not in ("Failed", "Complete"):
-                return plan
-        if not create:
-            return None
-        manual = any((s["spec"].get("installPlanApproval") or "Automatic") == "Manual" for s in wanted.values())
-        generation = max([p["spec"].get("generation") or 0 for p in plans] + [0]) + 1
-        labels = {operator_label(s["spec"]["name"], namespace): "" for s in wanted.values()}
+        # ensureInstallPlan: a plan of this generation already made is the one.
+        same = next((p for p in plans if p["spec"].get("generation") == generation), None)
+        if same is not None:
+            return same
+        records = [wanted[n] for n in names]
+        labels = {operator_label(r["sub"]["spec"]["name"], namespace): "" for r in records}
         body = {
             "apiVersion": OLM, "kind": "InstallPlan",
             "metadata": {"generateName": "install-", "namespace": namespace, "labels": labels,
-                         "ownerReferences": [{"apiVersion": OLM, "kind": "Subscription", "name": s["metadata"]["name"],
-                                              "uid": s["metadata"]["uid"], "blockOwnerDeletion": False,
-                                              "controller": False} for s in wanted.values()]},
+                         "ownerReferences": [{"apiVersion": OLM, "kind": "Subscription",
+                                              "name": r["sub"]["metadata"]["name"], "uid": r["sub"]["metadata"]["uid"],
+                                              "blockOwnerDeletion": False, "controller": False} for r in records]},
             "spec": {"approval": "Manual" if manual else "Automatic", "approved": not manual,
                      "clusterServiceVersionNames": names, "generation": generation},
         }
@@ -509,64 +737,62 @@ class Resolver(Controller):
             if exc.status == 403 and "being terminated" in exc.message:
                 return None  # the namespace goes away with its Subscriptions
             raise
-        sources = sorted({s["spec"]["source"] for s in wanted.values()})
-        steps = [{"resolving": csv, "resource": {"group": "operators.coreos.com", "version": "v1alpha1",
-                                                 "kind": "ClusterServiceVersion", "name": csv,
-                                                 "sourceName": wanted[csv]["spec"]["source"],
-                                                 "sourceNamespace": wanted[csv]["spec"].get("sourceNamespace") or MARKETPLACE},
-                  "status": "Unknown"} for csv in names]
+        steps = []
+        for csv in names:
+            spec = wanted[csv]["sub"]["spec"]
+            package, version, _ = CSV_INDEX[csv]
+            # steps.go NewStepResourceFromCSV: the step carries the CSV's manifest, spec.replaces included.
+            manifest = {"apiVersion": OLM, "kind": "ClusterServiceVersion",
+                        "metadata": {"name": csv, "annotations": csv_annotations(package, version)},
+                        "spec": csv_spec(package, version, wanted[csv]["replaces"])}
+            steps.append({"resolving": csv, "resource": {
+                "group": "operators.coreos.com", "version": "v1alpha1", "kind": "ClusterServiceVersion", "name": csv,
+                "sourceName": spec["source"], "sourceNamespace": spec.get("sourceNamespace") or MARKETPLACE,
+                "manifest": json.dumps(manifest)}, "status": "Unknown"})
         plan = self.kube.merge_patch(path(OLM, "installplans", plan["metadata"]["name"], namespace, "status"), {"status": {
-            "phase": "RequiresApproval" if manual else "Installing", "catalogSources": sources, "plan": steps,
+            "phase": "RequiresApproval" if manual else "Installing",
+            "catalogSources": sorted({r["sub"]["spec"]["source"] for r in records}), "plan": steps,
             "bundleLookups": [], "startTime": now()}})
         plans.append(plan)
         log.info("%s: InstallPlan %s (generation %d, %s) for %s", namespace, plan["metadata"]["name"], generation,
                  "Manual" if manual else "Automatic", ", ".join(names))
         return plan
 
-    def _write_status(self, sub, resolved, plan, plans):
+    # -- status -----------------------------------------------------------------------------------
+
+    def _write_status(self, sub, record):
         status = dict(sub.get("status") or {})
-        previous = status.get("conditions") or []
-        conditions = list(resolved["conditions"])
-        want, installed = resolved["want"], resolved["installed"]
-        ref_plan = None
-        if resolved.get("held"):
-            ref_plan = plan = resolved["held"]
-        elif want and plan and want in plan["spec"]["clusterServiceVersionNames"]:
-            ref_plan = plan
-        elif status.get("installPlanRef"):
-            ref_plan = next((p for p in plans if p["metadata"]["name"] == status["installPlanRef"]["name"]), None)
-        new = {"catalogHealth": resolved["health"], "conditions": conditions, "lastUpdated": now()}
-        if installed:
-            new["installedCSV"] = installed
-        if resolved.get("held"):
-            # catalog/subscription/state.go CheckInstallPlanStatus: a Failed plan gives InstallPlanFailed with
-            # the reason and message of the plan's Installed condition.
-            cond = next((c for c in (plan.get("status") or {}).get("conditions") or []
-                         if c.get("type") == "Installed" and c.get("status") == "False"), {})
-            conditions.append(_condition("InstallPlanFailed", "True", cond.get("reason") or "InstallPlanFailed",
-                                         cond.get("message") or (plan.get("status") or {}).get("message") or "",
-                                         previous))
-            new["state"] = "UpgradePending"
-            new["currentCSV"] = status.get("currentCSV")
-        elif want and ref_plan is plan and plan is not None:
+        previous = record["previous"]
+        conditions = list(record["conditions"]) + list(record["kept"])
+        plan = record["ref"]
+        if plan is not None and not plan.get("missing"):
             phase = (plan.get("status") or {}).get("phase")
-            if phase == "RequiresApproval":
-                conditions.append(_condition("InstallPlanPending", "True", "RequiresApproval", "", previous))
-            elif phase == "Installing":
-                conditions.append(_condition("InstallPlanPending", "True", "Installing", "", previous))
-            new["state"] = "UpgradePending"
-            new["currentCSV"] = want
-        elif installed:
-            new["state"] = "AtLatestKnown"
-            new["currentCSV"] = installed
-        if ref_plan is not None:
-            meta = ref_plan["metadata"]
-            new["installPlanRef"] = {"apiVersion": OLM, "kind": "InstallPlan", "name": meta["name"],
-                                     "namespace": meta["namespace"], "resourceVersion": meta["resourceVersion"],
-                                     "uid": meta["uid"]}
-            new["installplan"] = {"apiVersion": OLM, "kind": "InstallPlan", "name": meta["name"], "uuid": meta["uid"]}
-            new["installPlanGeneration"] = ref_plan["spec"].get("generation")
-        if _strip_times({k: v for k, v in status.items()}) == _strip_times(new):
+            if phase in ("RequiresApproval", "Installing") and record["state"] == "UpgradePending":
+                conditions.append(_condition("InstallPlanPending", "True", phase, "", previous))
+            elif phase == "Failed":
+                # subscription/state.go CheckInstallPlanStatus: a Failed plan gives InstallPlanFailed with the reason
+                # and message of the plan's Installed condition.
+                cond = next((c for c in (plan.get("status") or {}).get("conditions") or []
+                             if c.get("type") == "Installed" and c.get("status") == "False"), {})
+                conditions.append(_condition("InstallPlanFailed", "True", cond.get("reason") or "InstallPlanFailed",
+                                             cond.get("message") or (plan.get("status") or {}).get("message") or "",
+                                             previous))
+        new = {"catalogHealth": record["health"], "conditions": conditions, "lastUpdated": now()}
+        for field, value in (("installedCSV", record["installed"]), ("currentCSV", record["current"]),
+                             ("state", record["state"]), ("installPlanGeneration", record["generation"])):
+            if value:
+                new[field] = value
+        if plan is not None:
+            meta = plan["metadata"]
+            if plan.get("missing"):
+                new["installPlanRef"] = status.get("installPlanRef")
+                new["installplan"] = status.get("installplan")
+            else:
+                new["installPlanRef"] = {"apiVersion": OLM, "kind": "InstallPlan", "name": meta["name"],
+                                         "namespace": meta["namespace"], "resourceVersion": meta["resourceVersion"],
+                                         "uid": meta["uid"]}
+                new["installplan"] = {"apiVersion": OLM, "kind": "InstallPlan", "name": meta["name"], "uuid": meta["uid"]}
+        if _strip_times(status) == _strip_times(new):
             return
         # Merge patch: keys absent from ``new`` are removed explicitly so stale fields do not linger.
         body = dict(new)
@@ -613,25 +839,28 @@ class InstallPlanController(Controller):
                  "lastTransitionTime": stamp, "lastUpdateTime": stamp}]}})
             return None
         groups = [g for g in self.cache(OLM_V1, "operatorgroups").items() if g["metadata"]["namespace"] == namespace]
+        manifests = {s.get("resolving"): (s.get("resource") or {}).get("manifest")
+                     for s in (plan.get("status") or {}).get("plan") or []}
         for csv in plan["spec"]["clusterServiceVersionNames"]:
-            self._create_csv(namespace, csv, groups)
+            self._create_csv(namespace, csv, groups, manifests.get(csv))
         steps = [dict(s, status="Created") for s in (plan.get("status") or {}).get("plan") or []]
         self.kube.merge_patch(p, {"status": {"phase": "Complete", "plan": steps, "conditions": [
             {"type": "Installed", "status": "True", "lastTransitionTime": now(), "lastUpdateTime": now()}]}})
         return None
 
-    def _create_csv(self, namespace, name, groups):
+    def _create_csv(self, namespace, name, groups, manifest=None):
         package, version, _ = CSV_INDEX[name]
-        annotations = csv_annotations(package)
+        body = json.loads(manifest) if manifest else {
+            "apiVersion": OLM, "kind": "ClusterServiceVersion",
+            "metadata": {"name": name, "annotations": csv_annotations(package, version)},
+            "spec": csv_spec(package, version)}
+        annotations = body["metadata"].setdefault("annotations", {})
         if len(groups) == 1:
             group = groups[0]
             annotations.update({
                 "olm.operatorGroup": group["metadata"]["name"], "olm.operatorNamespace": namespace,
                 "olm.targetNamespaces": ",".join((group.get("spec") or {}).get("targetNamespaces") or [])})
-        body = {"apiVersion": OLM, "kind": "ClusterServiceVersion",
-                "metadata": {"name": name, "namespace": namespace, "annotations": annotations,
-                             "labels": {operator_label(package, namespace): ""}},
-                "spec": csv_spec(package, version)}
+        body["metadata"].update(namespace=namespace, labels={operator_label(package, namespace): ""})
         try:
             self.kube.create(path(OLM, "clusterserviceversions", namespace=namespace), body)
         except ApiError as exc:
@@ -661,7 +890,14 @@ class CSVController(Controller):
     deadline) for as long as the fault is active; with ``once: true`` only the first install of each
     CSV fails and the next sync finds the deployment healthy (a temporarily Failed CSV that OLM
     recovers); with ``reason: InstallComponentFailedNoRetry`` the install strategy fails in
-    InstallReady with an unrecoverable error, which OLM never retries.
+    InstallReady with an unrecoverable error, which OLM never retries. ``csv-unhealthy`` keeps the
+    deployment unavailable but within its progress deadline: the CSV stays Installing until OLM's
+    5-minute install timeout (scaled: ``timings.csv_install_timeout``, default 300 s x csv_install / 60,
+    a real install taking about a minute) fails it with "install timeout"; cleared, it recovers.
+
+    Replacement (transitionCSVState, checkReplacementsAndUpdateStatus): a Succeeded CSV that another CSV
+    of the namespace replaces goes Replacing; the new one waits in Pending until it does; once the new
+    one has Succeeded the old one goes Deleting and is deleted.
     """
 
     name = "olm-csv"
@@ -673,10 +909,18 @@ class CSVController(Controller):
         super().__init__(world)
         self.due = {}  # key -> monotonic time of the next phase
         self.failed_once = set()  # uids of CSVs a ``once`` fault has failed already
+        self.installing_since = {}  # key -> monotonic time the CSV went Installing
 
     def setup(self, manager):
         super().setup(manager)
         manager.informer("v1", "configmaps").add_handler(self._configmap_event)
+        # A replacement moves with its neighbour's phase: any CSV event requeues its namespace's CSVs.
+        manager.informer(OLM, "clusterserviceversions").add_handler(
+            lambda kind, obj: [self.queue.add(k) for k in self.map_event(kind, obj)])
+
+    def install_timeout(self):
+        timings = self.world.timings
+        return timings.get("csv_install_timeout") or 300.0 * timings["csv_install"] / 60.0
 
     def _configmap_event(self, kind, obj):
         # A fault cleared is a deployment that became healthy: OLM's resync sees it; the twin requeues.
@@ -704,7 +948,26 @@ class CSVController(Controller):
             return None
         status = csv.get("status") or {}
         phase = status.get("phase") or ""
-        if phase in ("Succeeded", "Replacing", "Deleting"):
+        csvs = [c for c in self.cache(OLM, "clusterserviceversions").items() if c["metadata"]["namespace"] == namespace]
+        replacement = next((c for c in csvs if (c.get("spec") or {}).get("replaces") == name), None)
+        previous = next((c for c in csvs if c["metadata"]["name"] == (csv.get("spec") or {}).get("replaces")), None)
+        if phase == "Succeeded":
+            if replacement is not None:
+                self._phase(key, csv, "Replacing", "BeingReplaced", f"being replaced by csv: {replacement['metadata']['name']}")
+            return None
+        if phase == "Replacing":
+            if previous is not None:
+                return None  # being replaced, but not a leaf of the chain: skipping gc
+            if replacement is not None and (replacement.get("status") or {}).get("phase") == "Succeeded":
+                self._phase(key, csv, "Deleting", "Replaced",
+                            "has been replaced by a newer ClusterServiceVersion that has successfully installed.")
+            return None
+        if phase == "Deleting":
+            try:
+                self.kube.delete(path(OLM, "clusterserviceversions", name, namespace))
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
             return None
         if status.get("reason") == NO_RETRY:
             return None  # transitionCSVState: skipping sync for CSV in failed-no-retry state
@@ -727,6 +990,8 @@ class CSVController(Controller):
         if phase == "":
             self._phase(key, csv, "Pending", "RequirementsUnknown", "requirements not yet checked")
         elif phase == "Pending":
+            if previous is not None and (previous.get("status") or {}).get("phase") != "Replacing":
+                return None  # "CSV being replaced is in phase X instead of Replacing": wait for it
             self._phase(key, csv, "InstallReady", "AllRequirementsMet", "all requirements found, attempting install")
         elif phase == "InstallReady":
             if fault and fault.get("reason") == NO_RETRY:
@@ -737,7 +1002,17 @@ class CSVController(Controller):
                             "Invalid value: field is immutable")
                 return None
             self._phase(key, csv, "Installing", "InstallSucceeded", "waiting for install components to report healthy")
+            self.installing_since[key] = time.monotonic()
         elif phase in ("Installing", "Failed"):
+            unhealthy = self.world.fault("csv-unhealthy", package=package, csv=name, namespace=namespace)
+            if unhealthy:
+                if phase == "Installing":
+                    left = self.installing_since.setdefault(key, time.monotonic()) + self.install_timeout() - time.monotonic()
+                    if left > 0:
+                        return left
+                    # Installing: "Set phase to failed if it's been a long time since the last transition (5 minutes)".
+                    self._phase(key, csv, "Failed", "InstallCheckFailed", "install timeout")
+                return None
             if fault:
                 if fault.get("once"):
                     self.failed_once.add(csv["metadata"].get("uid"))
@@ -748,10 +1023,8 @@ class CSVController(Controller):
                 return None  # Failed and still unhealthy: the phase does not change (SetPhaseWithEventIfChanged)
             self._install_crds(package)
             self._phase(key, csv, "Succeeded", "InstallSucceeded", "install strategy completed with no errors")
-            replaced = (csv.get("spec") or {}).get("replaces")
-            if replaced:
-                self.kube.delete(path(OLM, "clusterserviceversions", replaced, namespace))
             self.due.pop(key, None)
+            self.installing_since.pop(key, None)
             return None
         return self.world.timings["csv_install"] / 3.0 or 0.01
 
@@ -840,11 +1113,14 @@ def conformance_dir(world):
 
 
 def seed(kube, profile):
-    p = path(PM_API, "packagemanifests", namespace=MARKETPLACE)
-    for package in PACKAGES:
-        if any(f.get("kind") == "package-missing" and f.get("package") in (None, package) for f in profile.get("faults") or []):
-            continue
-        kube.create_or_get(p, package_manifest(package))
+    """PackageManifests of the seeded catalogs (twin/seed.py creates them first), before any controller runs."""
+    faults = profile.get("faults") or []
+    for catalog in kube.list(path(OLM, "catalogsources", namespace=MARKETPLACE))["items"]:
+        p = path(PM_API, "packagemanifests", namespace=MARKETPLACE)
+        for package, served in catalog_packages(catalog).items():
+            if any(f.get("kind") == "package-missing" and f.get("package") in (None, package) for f in faults):
+                continue
+            kube.create_or_get(p, package_manifest(package, catalog, served))
 
 
 def register(manager, world):
