@@ -382,7 +382,7 @@ class CgpuModule(AnsibleK8SModule):
     def progress_lines(self):
         return list(getattr(self, "_progress", []))
 
-    def follow(self, informers, judge, timeout, what, heartbeat=HEARTBEAT_SECONDS, deadline=None, until=None):
+    def follow(self, informers, judge, timeout, what, heartbeat=HEARTBEAT_SECONDS, deadline=None, recheck=None):
         """Keep ``informers`` synced from one watch each and call ``judge()`` after each burst of changes until it is done.
 
         ``judge()`` reads the informers' ``objects`` and returns ``(done, line)``; it raises
@@ -390,8 +390,8 @@ class CgpuModule(AnsibleK8SModule):
         :meth:`progress`; while nothing new comes for ``heartbeat`` seconds, a line says what is awaited,
         what was seen last and whether the API answers. An API outage is retried until the deadline
         (``timeout`` seconds from now, or ``deadline`` in time.monotonic()); at the deadline CoreException
-        says what was awaited and seen last. ``until`` (seconds from now), when given, ends the wait
-        early with ``(False, line)``: for callers that must judge something on a clock (a grace period).
+        says what was awaited and seen last. ``recheck()``, when given, returns the seconds after which
+        ``judge()`` wants another look although nothing changed (a grace period running out), or None.
         Returns ``(done, line)``.
         """
         deadline = deadline if deadline is not None else time.monotonic() + timeout
@@ -401,7 +401,7 @@ class CgpuModule(AnsibleK8SModule):
         for informer in informers:
             threading.Thread(target=informer.run, args=(events, stop, deadline), daemon=True).start()
         line, said_at = "nothing yet", time.monotonic()
-        wake_at = None if until is None else time.monotonic() + until
+        wake_at = None
         try:
             while True:
                 now = time.monotonic()
@@ -411,29 +411,38 @@ class CgpuModule(AnsibleK8SModule):
                                                             wake_at or deadline) - now))
                 except queue.Empty:
                     item = None
+                if wake_at is not None and time.monotonic() >= wake_at:
+                    changed, wake_at = True, None  # judge again: its clock ran out
                 while item is not None:  # a burst: take it all, then judge once on the latest state
                     informer, kind, payload = item
                     if kind == "FAILED":
                         raise payload
+                    down = informer.outage
                     changed = informer.apply(kind, payload) or changed
+                    if kind == "OUTAGE" and not down:
+                        self.progress("the API server does not answer the watch of {0} ({1}); retrying until the "
+                                      "deadline".format(informer.describe(), payload))
+                    elif down and not informer.outage:
+                        self.progress("the API server answers again (the watch of {0} was down {1}s)".format(
+                            informer.describe(), int(time.monotonic() - down[0])))
                     try:
                         item = events.get_nowait()
                     except queue.Empty:
                         item = None
                 if changed and all(i.synced for i in informers):
                     done, new = judge()
-                    if new != line or done:
+                    if new != line:
                         line, said_at = new, time.monotonic()
                         self.progress(line)
                     if done:
                         return True, line
+                    again = recheck() if recheck else None
+                    wake_at = None if again is None else time.monotonic() + max(0.0, again)
                 now = time.monotonic()
                 outage = self._outage(informers, now)
                 if now >= deadline:
                     raise CoreException("Timed out after {0}s waiting for {1}; last seen: {2}{3}".format(
                         int(round(deadline - started)) if timeout is None else timeout, what, line, outage))
-                if wake_at is not None and now >= wake_at:
-                    return False, line
                 if now - said_at >= heartbeat:
                     said_at = now
                     self.progress("still waiting for {0} ({1}s, {2}s left); last seen: {3}{4}".format(

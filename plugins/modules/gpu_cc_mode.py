@@ -28,6 +28,8 @@ description:
   - Only nodes where the GPU operator runs cc-manager (label C(nvidia.com/gpu.deploy.cc-manager=true)) can be
     targets; any other target is refused up front, since nothing would ever act on its label.
   - In check mode nothing is written; RV(changed_nodes) says which nodes would switch.
+  - Waiting lists the nodes and the cc-manager pods once, then follows one watch of each; it says what it waits for
+    at least every 30 seconds, and waits for an API server that stops answering for a while until the deadline.
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - confidential.gpu._attributes
@@ -69,6 +71,9 @@ options:
       - Seconds to wait in total. A GPU reset takes a few minutes on real hardware.
     type: int
     default: 900
+  progress_file:
+    description: Internal, a pipe the action plugin reads progress lines from while the module runs.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -136,15 +141,16 @@ msg:
   description: One line saying what was done.
   returned: always
   type: str
+progress:
+  description: The lines said while waiting (each new state, heartbeats), with the seconds since the wait began.
+  returned: when the module waited
+  type: list
+  elements: str
   sample: "CC mode 'on' reached on worker-0, worker-1, worker-2 (label changed on worker-0)"
 """
 
-import queue
-import threading
-import time
-
 from ansible_collections.confidential.gpu.plugins.module_utils import gpu_cc
-from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule
+from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule, CoreException
 
 
 class GpuCcMode(CgpuModule):
@@ -166,15 +172,14 @@ class GpuCcMode(CgpuModule):
         return found
 
     def _pods(self, node):
-        resource = self.resource("v1", "Pod", fail=True)
-        listing = self.client.get(resource, field_selector="spec.nodeName={0}".format(node)).to_dict()
-        return listing.get("items", [])
+        return self.list("v1", "Pod", field_selector="spec.nodeName={0}".format(node))[0]
 
-    def cc_manager_pods(self, names):
-        resource = self.resource("v1", "Pod", fail=True)
-        listing = self.client.get(resource, label_selector=gpu_cc.CC_MANAGER_POD_SELECTOR).to_dict()
+    def cc_manager_pods(self, names, pods=None):
+        """{node: its cc-manager pod or None} for ``names``, from ``pods`` (a watch's) or one list."""
+        if pods is None:
+            pods = self.list("v1", "Pod", label_selector=gpu_cc.CC_MANAGER_POD_SELECTOR)[0]
         by_node = {}
-        for pod in listing.get("items", []):
+        for pod in pods:
             node = (pod.get("spec") or {}).get("nodeName")
             if node in names:
                 by_node[node] = pod
@@ -235,6 +240,7 @@ class GpuCcMode(CgpuModule):
             view["changed"] = entry["changed"]
             nodes.append(self._public(view))
         result["nodes"] = nodes
+        result["progress"] = self.progress_lines
         result["msg"] = "CC mode {0!r} reached on {1}{2}".format(
             mode, ", ".join(names), " (label changed on {0})".format(", ".join(changed_nodes)) if changed_nodes else "")
         self.exit_json(**result)
@@ -244,35 +250,34 @@ class GpuCcMode(CgpuModule):
         return {k: entry.get(k) for k in ("name", "mode_label", "state", "ready_state", "changed")}
 
     def wait_for(self, mode, names, baseline):
-        """Watch nodes and pods until every target reports ``mode``; fail at ``failed``, a crash loop or the deadline."""
+        """Watch nodes and cc-manager pods until every target reports ``mode``; fail at ``failed``, a crash loop or the deadline."""
         timeout = self.params["timeout"]
-        deadline = time.monotonic() + timeout
-        events = queue.Queue()
-        stop = threading.Event()
-        started = False
+        nodes = self.informer("v1", "Node")
+        pods = self.informer("v1", "Pod", label_selector=gpu_cc.CC_MANAGER_POD_SELECTOR)
+        seen = {}
+
+        def judge():
+            done, failed, seen["line"] = gpu_cc.progress(nodes.values(), names, mode)
+            if done:
+                return True, seen["line"]
+            by_node = self.cc_manager_pods(names, pods.values())
+            if failed:
+                raise CoreException(gpu_cc.failure_message(mode, failed, by_node))
+            crashing = [n for n in names if gpu_cc.crash_loop(by_node.get(n), baseline.get(n))]
+            if crashing:  # cc-manager acts on a label change only: nothing will come (k8s-cc-manager, see gpu_cc)
+                raise CoreException(gpu_cc.crash_message(mode, crashing, by_node))
+            return False, seen["line"]
+
         try:
-            while True:
-                nodes = self.list("v1", "Node")[0]
-                done, failed, seen = gpu_cc.progress(nodes, names, mode)
-                if done:
-                    return {(None, (n.get("metadata") or {}).get("name")): n for n in nodes}
-                if failed:
-                    self.fail_json(msg=gpu_cc.failure_message(mode, failed, self.cc_manager_pods(list(failed))))
-                pods = self.cc_manager_pods(names)
-                crashing = [n for n in names if gpu_cc.crash_loop(pods.get(n), baseline.get(n))]
-                if crashing:
-                    self.fail_json(msg=gpu_cc.crash_message(mode, crashing, pods))
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self.fail_json(msg=gpu_cc.failure_message(mode, {}, pods, seen=seen, timeout=timeout))
-                if not started:
-                    for api_version, kind in (("v1", "Node"), ("v1", "Pod")):
-                        threading.Thread(target=self.watch_into, args=(api_version, kind, events, stop, deadline),
-                                         daemon=True).start()
-                    started = True
-                self.next_burst(events, remaining)  # a burst of events: judge once, on the latest state
-        finally:
-            stop.set()
+            self.follow([nodes, pods], judge, timeout, "CC mode {0!r} on {1}".format(mode, ", ".join(names)))
+        except CoreException as exc:
+            if not str(exc).startswith("Timed out"):
+                raise
+            outage = str(exc).partition("; the API server")[2]
+            self.fail_json(msg=gpu_cc.failure_message(mode, {}, self.cc_manager_pods(names, pods.values()),
+                                                      seen=seen.get("line"), timeout=timeout)
+                           + ("; the API server" + outage if outage else ""), progress=self.progress_lines)
+        return {(None, (n.get("metadata") or {}).get("name")): n for n in nodes.values()}
 
 
 def main():
@@ -283,6 +288,7 @@ def main():
         "allow_devtools": {"type": "bool", "default": False},
         "wait": {"type": "bool", "default": True},
         "timeout": {"type": "int", "default": 900},
+        "progress_file": {"type": "str"},
     }, supports_check_mode=True).run()
 
 

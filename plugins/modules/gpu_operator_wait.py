@@ -17,6 +17,9 @@ description:
     operator's own message and the operand pods that are not ready (with their last error).
   - With O(expected_gpus), then watches the nodes until each one advertises exactly that many O(resource) as
     allocatable, and fails naming every node where the count differs from the GPUs found on the host.
+  - Lists the ClusterPolicy (and the nodes) once, then follows one watch of each; prints a line whenever the state
+    moves and at least every 30 seconds while it does not, and waits for an API server that stops answering for a
+    while until the deadline.
   - Never changes anything.
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
@@ -45,6 +48,9 @@ options:
     description: Seconds to wait in all.
     type: int
     default: 900
+  progress_file:
+    description: Internal, a pipe the action plugin reads progress lines from while the module runs.
+    type: str
 requirements:
   - python >= 3.9
   - kubernetes >= 24.2.0
@@ -71,9 +77,12 @@ pgpu:
   returned: always
   type: list
   elements: dict
+progress:
+  description: The lines said while waiting (each new state, heartbeats), with the seconds since the wait began.
+  returned: always
+  type: list
+  elements: str
 """
-
-import time
 
 from ansible_collections.confidential.gpu.plugins.module_utils import gpu_operator as gpuop
 from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule, CoreException
@@ -87,49 +96,47 @@ class GpuOperatorWait(CgpuModule):
 
     def execute_module(self):
         p = self.params
-        deadline = time.monotonic() + p["timeout"]
         if self.resource(CP_API, "ClusterPolicy") is None:
             self.fail_json(msg="the cluster does not serve ClusterPolicy (nvidia.com/v1): is the GPU operator installed?")
-        seen = {}
+        policies = self.informer(CP_API, "ClusterPolicy", field_selector="metadata.name={0}".format(p["name"]))
+        informers = [policies]
+        expected = {k: int(v) for k, v in p["expected_gpus"].items()}
+        if expected:
+            nodes = self.informer("v1", "Node")
+            informers.append(nodes)
+        seen = {"policy": None, "ready": False, "report": [], "bad": []}
 
-        def ready(objects):
-            policy = next(iter(objects.values()), None)
-            done, line = gpuop.policy_summary(policy)
-            seen["policy"] = policy
-            return done, line
+        def judge():
+            policy = seen["policy"] = next(iter(policies.values()), None)
+            seen["ready"], line = gpuop.policy_summary(policy)
+            if not seen["ready"] or not expected:
+                return seen["ready"], line
+            mine = [o for o in nodes.values() if o["metadata"]["name"] in expected]
+            seen["report"], seen["bad"] = gpuop.pgpu_report(mine, expected, p["resource"])
+            return not seen["bad"], "{0}; {1}: {2}".format(line, p["resource"], "; ".join(seen["bad"]) or "all advertised")
 
+        what = "ClusterPolicy {0} to be ready".format(p["name"])
+        if expected:
+            what += " and {0} on every GPU node".format(p["resource"])
         try:
-            self.watch_until(CP_API, "ClusterPolicy", ready, p["timeout"], "ClusterPolicy {0} to be ready".format(p["name"]),
-                             field_selector="metadata.name={0}".format(p["name"]))
+            self.follow(informers, judge, p["timeout"], what)
         except CoreException as exc:
-            if "Timed out" not in str(exc):
+            if not str(exc).startswith("Timed out"):
                 raise
-            line = gpuop.policy_summary(self.get(CP_API, "ClusterPolicy", p["name"]), self.pods())[1]
-            self.fail_json(msg="Timed out after {0}s waiting for the GPU operator: {1}".format(p["timeout"], line))
-        policy = seen.get("policy") or {}
-        line = gpuop.policy_summary(policy)[1]
-        report = []
-        if p["expected_gpus"]:
-            expected = {k: int(v) for k, v in p["expected_gpus"].items()}
-            names = set(expected)
-
-            def advertised(objects):
-                nodes = [o for o in objects.values() if o["metadata"]["name"] in names]
-                rep, bad = gpuop.pgpu_report(nodes, expected, p["resource"])
-                seen["report"], seen["bad"] = rep, bad
-                return not bad, "; ".join(bad) or "all advertised"
-
-            remaining = max(1, int(deadline - time.monotonic()))
-            try:
-                self.watch_until("v1", "Node", advertised, remaining, "{0} on every GPU node".format(p["resource"]))
-            except CoreException as exc:
-                if "Timed out" not in str(exc):
-                    raise
-                self.fail_json(msg="{0} allocatable does not match the GPUs found: {1}".format(
-                    p["resource"], "; ".join(seen.get("bad") or [])), pgpu=seen.get("report", []),
-                    state=(policy.get("status") or {}).get("state"), line=line)
-            report = seen["report"]
-        self.exit_json(changed=False, state=(policy.get("status") or {}).get("state"), line=line, pgpu=report)
+            outage = str(exc).partition("; the API server")[2]
+            outage = "; the API server" + outage if outage else ""
+            if not seen["ready"]:
+                line = gpuop.policy_summary(seen["policy"], self.pods())[1]
+                self.fail_json(msg="Timed out after {0}s waiting for the GPU operator: {1}{2}".format(
+                    p["timeout"], line, outage), progress=self.progress_lines)
+            policy = seen["policy"] or {}
+            self.fail_json(msg="{0} allocatable does not match the GPUs found: {1}{2}".format(
+                p["resource"], "; ".join(seen["bad"]), outage), pgpu=seen["report"],
+                state=(policy.get("status") or {}).get("state"), line=gpuop.policy_summary(policy)[1],
+                progress=self.progress_lines)
+        policy = seen["policy"] or {}
+        self.exit_json(changed=False, state=(policy.get("status") or {}).get("state"),
+                       line=gpuop.policy_summary(policy)[1], pgpu=seen["report"], progress=self.progress_lines)
 
 
 def main():
@@ -139,6 +146,7 @@ def main():
         "expected_gpus": {"type": "dict", "default": {}},
         "resource": {"type": "str", "default": "nvidia.com/pgpu"},
         "timeout": {"type": "int", "default": 900},
+        "progress_file": {"type": "str"},
     }, supports_check_mode=True).run()
 
 

@@ -18,6 +18,9 @@ description:
     every selected node is ready, and the runtime classes in O(runtime_classes) exist.
   - "Prints a line whenever the installation moves, and returns every line in RV(progress). A line reads like
     V(KataConfig example: Installing, 1/3 nodes ready; kata-oc: 1/3 nodes updated, worker-1 rebooting)."
+  - Lists the KataConfig, nodes, pools and runtime classes once, then follows one watch of each (however long the
+    rollout takes, the requests grow with the changes only); says what it waits for at least every 30 seconds; an API
+    server that stops answering for a while is waited for until the deadline.
   - Fails at once on C(UnsupportedOCPVersion) or a node that failed to install (the MCO degraded it), and when
     another failure OSC reports (such as its TEE label count) lasts longer than O(failure_grace).
   - Once installed, checks that C(kata-cc) and C(kata-cc-nvidia-gpu) have the handler, scheduling and overhead OSC
@@ -59,6 +62,12 @@ options:
     description: Internal, see O(since).
     type: bool
     default: false
+  timeout_total:
+    description: Internal, the O(timeout) the action plugin started with, for messages.
+    type: int
+  progress_file:
+    description: Internal, a pipe the action plugin reads progress lines from while the module runs.
+    type: str
 requirements:
   - python >= 3.9
   - kubernetes >= 24.2.0
@@ -113,27 +122,17 @@ runtime_classes:
   elements: str
 """
 
-import queue
-import threading
 import time
 
 from ansible_collections.confidential.gpu.plugins.module_utils import kata_config as kc_utils
 from ansible_collections.confidential.gpu.plugins.module_utils import machine_config as mcfg
 from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule, CoreException
 
-WATCHED = (("v1", "Node"), (mcfg.API_VERSION, "MachineConfigPool"), (kc_utils.API_VERSION, "KataConfig"),
-           ("node.k8s.io/v1", "RuntimeClass"))
-
 
 class KataConfigWait(CgpuModule):
-    def state(self):
+    def state(self, kc, nodes, pools, classes):
+        """Where the installation stands, from the objects the watches keep (machine_config and kata_config decide)."""
         p = self.params
-        kc = self.get(kc_utils.API_VERSION, "KataConfig", p["name"])
-        if kc is None:
-            raise CoreException("KataConfig {0} does not exist".format(p["name"]))
-        nodes = self.list("v1", "Node")[0]
-        pools = self.list(mcfg.API_VERSION, "MachineConfigPool")[0]
-        classes = self.list("node.k8s.io/v1", "RuntimeClass")[0]
         pool_name = kc_utils.pool_name(nodes)
         pool = next((x for x in pools if x["metadata"]["name"] == pool_name), None)
         rollout = None
@@ -149,45 +148,46 @@ class KataConfigWait(CgpuModule):
 
     def execute_module(self):
         p = self.params
-        deadline = time.monotonic() + p["timeout"]
-        failing_since = None
-        events = queue.Queue()
-        stop = threading.Event()
-        started = False
+        kcs = self.informer(kc_utils.API_VERSION, "KataConfig", field_selector="metadata.name={0}".format(p["name"]))
+        nodes = self.informer("v1", "Node")
+        pools = self.informer(mcfg.API_VERSION, "MachineConfigPool")
+        classes = self.informer("node.k8s.io/v1", "RuntimeClass")
+        seen = {"failing_since": None, "state": None}
+
+        def judge():
+            kc = next(iter(kcs.objects.values()), None)
+            if kc is None:
+                raise CoreException("KataConfig {0} does not exist".format(p["name"]))
+            state = seen["state"] = self.state(kc, nodes.values(), pools.values(), classes.values())
+            if state["fatal"]:
+                raise CoreException("{0}. Last seen: {1}".format(state["fatal"], state["line"]))
+            if state["done"]:
+                return True, state["line"]
+            now = time.monotonic()
+            if state["failure"]:
+                seen["failing_since"] = seen["failing_since"] or now
+                if now - seen["failing_since"] >= p["failure_grace"]:
+                    raise CoreException("{0} (for {1}s). Last seen: {2}".format(
+                        state["failure"], int(now - seen["failing_since"]), state["line"]))
+            else:
+                seen["failing_since"] = None
+            return p["return_on_change"] and state["line"] != (p["since"] or ""), state["line"]
+
+        def grace_left():
+            if seen["failing_since"] is None:
+                return None
+            return p["failure_grace"] - (time.monotonic() - seen["failing_since"])
+
         try:
-            while True:
-                state = self.state()
-                if state["fatal"]:
-                    raise CoreException("{0}. Last seen: {1}".format(state["fatal"], state["line"]))
-                if state["done"]:
-                    return self.finish(state)
-                now = time.monotonic()
-                if state["failure"]:
-                    failing_since = failing_since or now
-                    if now - failing_since >= p["failure_grace"]:
-                        raise CoreException("{0} (for {1}s). Last seen: {2}".format(
-                            state["failure"], int(now - failing_since), state["line"]))
-                else:
-                    failing_since = None
-                if p["return_on_change"] and state["line"] != (p["since"] or ""):
-                    return self.finish(state)
-                if now >= deadline:
-                    raise CoreException("Timed out after {0}s waiting for KataConfig {1}; last seen: {2}".format(
-                        p["timeout"], p["name"], state["line"]))
-                if not started:
-                    for api_version, kind in WATCHED:
-                        threading.Thread(target=self.watch_into, args=(api_version, kind, events, stop, deadline),
-                                         daemon=True).start()
-                    started = True
-                wake = deadline - now
-                if failing_since is not None:
-                    wake = min(wake, p["failure_grace"] - (now - failing_since))
-                self.next_burst(events, wake)  # a burst of events: judge once, on the latest state
-        finally:
-            stop.set()
+            self.follow([kcs, nodes, pools, classes], judge, p["timeout_total"] or p["timeout"],
+                        "KataConfig {0}".format(p["name"]), deadline=time.monotonic() + p["timeout"],
+                        recheck=grace_left)
+        except CoreException as exc:
+            self.fail_json(msg=str(exc), progress=self.progress_lines, line=(seen["state"] or {}).get("line", ""))
+        self.finish(seen["state"])
 
     def finish(self, state):
-        self.exit_json(changed=False, **{k: state[k] for k in (
+        self.exit_json(changed=False, progress=self.progress_lines, **{k: state[k] for k in (
             "done", "line", "problems", "gpu_class_missing", "tee", "pool", "kata_nodes", "runtime_classes")})
 
 
@@ -200,6 +200,8 @@ def main():
         "failure_grace": {"type": "int", "default": 120},
         "since": {"type": "str"},
         "return_on_change": {"type": "bool", "default": False},
+        "timeout_total": {"type": "int"},
+        "progress_file": {"type": "str"},
     }, supports_check_mode=True).run()
 
 

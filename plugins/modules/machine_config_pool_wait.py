@@ -19,6 +19,10 @@ description:
   - "Prints a line whenever the rollout moves, for example C(worker: 2/3 nodes updated, worker-1 rebooting), while
     the task runs, and returns every line in RV(progress)."
   - A drain that does not progress is explained by the PodDisruptionBudgets that allow no eviction of the node's pods.
+  - Lists the pools, nodes and PodDisruptionBudgets once, then follows one watch of each, so the requests grow with
+    the changes, not with the time; the pods of a draining node are listed by C(spec.nodeName), once per drain and
+    PodDisruptionBudget change. Says what it waits for at least every 30 seconds; an API server that stops
+    answering for a while is waited for until the deadline.
   - Never changes anything.
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
@@ -92,8 +96,6 @@ pools:
   type: dict
 """
 
-import queue
-import threading
 import time
 
 from ansible_collections.confidential.gpu.plugins.module_utils import machine_config as mcfg
@@ -103,70 +105,28 @@ from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuM
 class PoolWait(CgpuModule):
     def execute_module(self):
         p = self.params
-        self._started = time.monotonic()
-        self._progress = []
-        self._line = ""
-        self._stream = None
-        try:
-            if p["progress_file"]:
-                # The action plugin reads this pipe and prints each line while the module runs.
-                self._stream = open(p["progress_file"], "w", buffering=1)  # pylint: disable=consider-using-with
-            self._wait(p)
-        except CoreException as exc:
-            self.fail_json(msg=str(exc), progress=self._progress, line=self._line)
-        finally:
-            if self._stream is not None:
-                self._stream.close()
-
-    def _note(self, state):
-        line = state["line"]
-        if line == self._line:
-            return
-        self._line = line
-        entry = "{0:>5}s {1}".format(int(time.monotonic() - self._started), line)
-        self._progress.append(entry)
-        if self._stream is not None:
-            self._stream.write(entry + "\n")
-
-    def _wait(self, p):
-        deadline = time.monotonic() + p["timeout"]
         names = p["names"]
-        state = self._state(names, p["machine_configs"], p["absent_machine_configs"])
-        self._note(state)
-        if self._settled(state, p):
-            self._finish(state)
-        events = queue.Queue()
-        stop = threading.Event()
-        # Nodes tell the phase of each node, pools tell when the MCO counts the rollout done: watch both.
-        for api_version, kind in (("v1", "Node"), (mcfg.API_VERSION, "MachineConfigPool")):
-            thread = threading.Thread(target=self.watch_into, args=(api_version, kind, events, stop, deadline), daemon=True)
-            thread.start()
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise CoreException("Timed out after {0}s waiting for the rollout of {1}; last seen: {2}".format(
-                        p["timeout_total"] or p["timeout"], ", ".join(names), state["line"]))
-                try:
-                    item = events.get(timeout=remaining)
-                except queue.Empty:
-                    continue
-                if isinstance(item, Exception):
-                    raise item
-                while not events.empty():  # a burst of events: judge once, on the latest state
-                    item = events.get_nowait()
-                    if isinstance(item, Exception):
-                        raise item
-                state = self._state(names, p["machine_configs"], p["absent_machine_configs"])
-                self._note(state)
-                if self._settled(state, p):
-                    self._finish(state)
-        finally:
-            stop.set()
+        pools = self.informer(mcfg.API_VERSION, "MachineConfigPool")
+        nodes = self.informer("v1", "Node")
+        pdbs = self.informer("policy/v1", "PodDisruptionBudget")
+        self._drain_pods = {}
+        seen = {"state": {"line": "", "pools": {}, "done": False}}
 
-    def _state(self, names, machine_configs, absent=()):
-        pools = self.list(mcfg.API_VERSION, "MachineConfigPool")[0]
-        nodes = self.list("v1", "Node")[0]
+        def judge():
+            state = seen["state"] = self._state(pools.values(), nodes.values(), pdbs.values(), names,
+                                                p["machine_configs"], p["absent_machine_configs"])
+            return self._settled(state, p), state["line"]
+
+        try:
+            self.follow([pools, nodes, pdbs], judge, p["timeout_total"] or p["timeout"],
+                        "the rollout of {0}".format(", ".join(names)), deadline=time.monotonic() + p["timeout"])
+        except CoreException as exc:
+            self.fail_json(msg=str(exc), progress=self.progress_lines, line=seen["state"]["line"])
+        state = seen["state"]
+        self.exit_json(changed=False, done=state["done"], line=state["line"], progress=self.progress_lines,
+                       pools=state["pools"])
+
+    def _state(self, pools, nodes, pdbs, names, machine_configs, absent=()):
         by_pool = {x["metadata"]["name"]: x for x in pools}
         by_node = {n["metadata"]["name"]: n for n in nodes}
         membership = mcfg.members(pools, nodes)
@@ -177,10 +137,10 @@ class PoolWait(CgpuModule):
                 out[name] = {"done": False, "degraded": False, "line": "{0}: no such pool".format(name), "nodes": {},
                              "message": "", "missing": True}
                 continue
-            member_nodes = [by_node[m] for m in membership.get(name, [])]
+            member_nodes = [by_node[m] for m in membership.get(name, []) if m in by_node]
             rollout = mcfg.rollout(pool, member_nodes)
             if "draining" in rollout["nodes"].values():
-                rollout = mcfg.rollout(pool, member_nodes, self._blockers(rollout))
+                rollout = mcfg.rollout(pool, member_nodes, self._blockers(rollout, pdbs))
             sources = {s.get("name") for s in ((pool["spec"].get("configuration") or {}).get("source") or [])}
             wanted = [m for m in machine_configs if m not in sources]
             if wanted and rollout["done"]:
@@ -194,18 +154,26 @@ class PoolWait(CgpuModule):
         return {"pools": out, "line": "; ".join(out[n]["line"] for n in names),
                 "done": all(r["done"] for r in out.values())}
 
-    def _blockers(self, rollout):
-        """Per draining node, the PodDisruptionBudgets that forbid evicting its pods now."""
-        pdbs = self.list("policy/v1", "PodDisruptionBudget")[0]
+    def _blockers(self, rollout, pdbs):
+        """Per draining node, the PodDisruptionBudgets that forbid evicting its pods now.
+
+        The pods are those of that node only (``spec.nodeName``), listed once per drain of the node and
+        again only when a PodDisruptionBudget changes (what it allows is in its status).
+        """
         if not pdbs:
             return {}
+        budgets = tuple(sorted((p["metadata"].get("uid"), p["metadata"].get("resourceVersion")) for p in pdbs))
         out = {}
-        for node, phase in rollout["nodes"].items():
-            if phase != "draining":
-                continue
-            pods = self.list("v1", "Pod")[0]
-            on_node = [pod for pod in pods if (pod.get("spec") or {}).get("nodeName") == node]
-            blocked = mcfg.drain_blockers(on_node, pdbs)
+        draining = {node for node, phase in rollout["nodes"].items() if phase == "draining"}
+        for node in list(self._drain_pods):
+            if node not in draining:
+                del self._drain_pods[node]  # that drain is over: the next one lists again
+        for node in sorted(draining):
+            known = self._drain_pods.get(node)
+            if known is None or known[0] != budgets:
+                pods = self.list("v1", "Pod", field_selector="spec.nodeName={0}".format(node))[0]
+                known = self._drain_pods[node] = (budgets, pods)
+            blocked = mcfg.drain_blockers(known[1], pdbs)
             if blocked:
                 out[node] = "blocked by PodDisruptionBudget " + ", ".join(
                     "{0} (pod {1})".format(pdb, pod) for pod, pdb in sorted(blocked.items()))
@@ -224,10 +192,6 @@ class PoolWait(CgpuModule):
                                 "(oc patch mcp {1} --type merge -p '{{\"spec\":{{\"paused\":false}}}}'): {2}".format(
                                     ", ".join(paused), paused[0], state["line"]))
         return p["return_on_change"] and state["line"] != (p["since"] or "")
-
-    def _finish(self, state):
-        self.exit_json(changed=False, done=state["done"], line=state["line"], progress=self._progress,
-                       pools=state["pools"])
 
 
 def main():

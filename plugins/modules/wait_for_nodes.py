@@ -52,11 +52,16 @@ options:
     description: Seconds to wait.
     type: int
     default: 300
+  progress_file:
+    description: Internal, a pipe the action plugin reads progress lines from while the module runs.
+    type: str
 requirements:
   - python >= 3.9
   - kubernetes >= 24.2.0
 notes:
   - The connection options are kubernetes.core's; set them once for C(group/confidential.gpu.cgpu) in C(module_defaults).
+  - Lists the nodes once, then follows the watch; prints a line whenever the labels move and at least every 30 seconds
+    while they do not, and waits for an API server that stops answering for a while until the deadline.
 seealso:
   - module: kubernetes.core.k8s_info
 """
@@ -121,6 +126,11 @@ nodes:
       description: TEE extended resources in the node's capacity.
       type: dict
       returned: always
+progress:
+  description: The lines said while waiting (each new state, heartbeats), with the seconds since the wait began.
+  returned: always
+  type: list
+  elements: str
 tee_types:
   description: TEE types among the selected nodes.
   returned: always
@@ -145,6 +155,7 @@ ARGUMENT_SPEC = {
     "require_tee": {"type": "bool", "default": False},
     "check_tee": {"type": "bool", "default": True},
     "timeout": {"type": "int", "default": 300},
+    "progress_file": {"type": "str"},
 }
 
 
@@ -174,11 +185,11 @@ class WaitForNodes(CgpuModule):
             self.watch_until("v1", "Node", condition, p["timeout"],
                              "nodes selected by {0!r} to carry the expected labels".format(p["label_selector"]))
         except CoreException as exc:
-            self.fail_json(msg=str(exc), **self.facts(found.get("targets", [])))
+            self.fail_json(msg=str(exc), progress=self.progress_lines, **self.facts(found.get("targets", [])))
         if found["problems"]:
             self.fail_json(msg="NFD's labels contradict what the cluster can run: " + "; ".join(found["problems"]),
-                           **self.facts(found["targets"]))
-        self.exit_json(changed=False, **self.facts(found["targets"]))
+                           progress=self.progress_lines, **self.facts(found["targets"]))
+        self.exit_json(changed=False, progress=self.progress_lines, **self.facts(found["targets"]))
 
     @staticmethod
     def facts(targets):
