@@ -16,7 +16,11 @@ What the real MCO does, in the parts the collection depends on:
   simulated host has the rendered kernel arguments and files; then ``currentConfig`` and
   ``state: Done`` are written and the node is uncordoned;
 * pool status is computed the way the MCO's node controller computes it (counts, Updated,
-  Updating, NodeDegraded, Degraded).
+  Updating, NodeDegraded, Degraded);
+* the sub-controllers' generated MachineConfigs: ``97-``/``98-<pool>-generated-kubelet`` for every pool
+  that exists when FeatureGate ``cluster`` is added or its spec changes (none for a pool created later until
+  the next such change; :class:`KubeletConfigController`), ``99-<pool>-generated-registries`` for the built-in
+  pools only, ``99-<pool>-generated-containerruntime`` per ContainerRuntimeConfig.
 
 A change of the OS image, kernel arguments, extensions, FIPS, kernel type or systemd units reboots, and so
 does a file change outside the MCO's default node disruption policies; a change of only files those
@@ -55,6 +59,7 @@ DESIRED_DRAIN = ANN + "desiredDrain"
 LAST_DRAIN = ANN + "lastAppliedDrain"
 BOOTS = "twin.confidential.gpu/boots"
 CONTROLLER_VERSION = "twin-4.21"
+GENERATED_BY = "machineconfiguration.openshift.io/generated-by-controller-version"
 # What ignition spec the rendered configs are written in (the MCO converts every MachineConfig to it).
 IGNITION_VERSION = "3.4.0"
 DRAIN_RETRY = 5.0  # seconds between eviction attempts; the MCO's drain controller retries the same way
@@ -254,11 +259,78 @@ def disruption(old, new):
     return actions, "Special" in actions
 
 
+# -- the MachineConfigs the MCO's sub-controllers generate per pool -----------------------------------
+
+FG_API, FG_PLURAL = "config.openshift.io/v1", "featuregates"
+# container_runtime_config_controller.go builtInLabelKey: the label of the pools the MCO itself ships.
+BUILT_IN = "machineconfiguration.openshift.io/mco-built-in"
+KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
+REGISTRIES_CONF = "/etc/containers/registries.conf"
+# kubelet-config/helpers.go updateMachineConfigwithCgroup, cgroup mode v2 (the default): only for the roles
+# master, worker and arbiter (kubelet_config_nodes.go syncNodeConfigHandler), never for a custom pool.
+CGROUP_V2_KARGS = ("systemd.unified_cgroup_hierarchy=1", 'cgroup_no_v1="all"')
+CGROUP_ROLES = ("master", "worker", "arbiter")
+
+
+def _file_entry(file_path, text):
+    return {"path": file_path, "mode": 0o644, "overwrite": True,
+            "contents": {"source": "data:text/plain;charset=utf-8;base64," + base64.b64encode(text.encode()).decode()}}
+
+
+def _generated_mc(name, role, files, kargs=()):
+    spec = {"config": {"ignition": {"version": IGNITION_VERSION}, "storage": {"files": files}}}
+    if kargs:
+        spec["kernelArguments"] = list(kargs)
+    return {"apiVersion": MC_API, "kind": "MachineConfig",
+            "metadata": {"name": name, "labels": {ROLE: role}, "annotations": {GENERATED_BY: CONTROLLER_VERSION}},
+            "spec": spec}
+
+
+def kubelet_conf(featuregate):
+    """The kubelet configuration the kubelet-config controller renders: the worker templates for every pool that is
+    not master or arbiter (pkg/controller/template/render.go GenerateMachineConfigsForRole: custom pools reuse the
+    worker templates), with the feature gates FeatureGate ``cluster`` lists in its status (the twin has no
+    operator that moves that status, so a spec change alone changes no content)."""
+    gates = {}
+    for entry in ((featuregate or {}).get("status") or {}).get("featureGates") or []:
+        for name in [g.get("name") for g in entry.get("enabled") or []]:
+            gates[name] = True
+        for name in [g.get("name") for g in entry.get("disabled") or []]:
+            gates[name] = False
+    lines = ["apiVersion: kubelet.config.k8s.io/v1beta1", "kind: KubeletConfiguration"]
+    lines += ["featureGates:"] + [f"  {k}: {str(v).lower()}" for k, v in sorted(gates.items())] if gates else \
+        ["featureGates: {}"]
+    return "\n".join(lines) + "\n"
+
+
+def generated_kubelet_configs(pool_name, featuregate):
+    """``97-<pool>-generated-kubelet`` (node config: kubelet.conf, the cgroup v2 kernel arguments for built-in
+    roles) and ``98-<pool>-generated-kubelet`` (feature gates: kubelet.conf), role label = the pool's name
+    (openshift/machine-config-operator release-4.21, pkg/controller/kubelet-config/helpers.go
+    managedNodeConfigKeyPrefix "97", managedFeaturesKeyPrefix "98"; kubelet_config_nodes.go,
+    kubelet_config_features.go; the worker latency profile of nodes.config, worker only, is not modelled)."""
+    conf = kubelet_conf(featuregate)
+    kargs = CGROUP_V2_KARGS if pool_name in CGROUP_ROLES else ()
+    return [_generated_mc(f"97-{pool_name}-generated-kubelet", pool_name, [_file_entry(KUBELET_CONF, conf)], kargs),
+            _generated_mc(f"98-{pool_name}-generated-kubelet", pool_name, [_file_entry(KUBELET_CONF, conf)])]
+
+
+def generated_registries(pool_name):
+    """``99-<pool>-generated-registries`` (container-runtime-config/helpers.go getManagedKeyReg), which
+    syncImageConfig (container_runtime_config_controller.go, release-4.21) writes only for pools labelled
+    :data:`BUILT_IN`: a custom pool such as ``kata-oc`` has none and takes the worker one through its selector.
+    The twin has no image config: the default registries.conf, written when the cluster is seeded."""
+    conf = 'unqualified-search-registries = ["registry.access.redhat.com", "docker.io"]\nshort-name-mode = ""\n'
+    return _generated_mc(f"99-{pool_name}-generated-registries", pool_name, [_file_entry(REGISTRIES_CONF, conf)])
+
+
 # -- the objects a fresh cluster has ------------------------------------------------------------
 
 
-def base_configs(profile):
-    """A few of the MachineConfigs the installer and the MCO's template controller create per role."""
+def base_configs(profile, featuregate=None):
+    """A few of the MachineConfigs the installer and the MCO's template controller create per role, and the ones
+    its sub-controllers generate for the built-in pools (:func:`generated_kubelet_configs`,
+    :func:`generated_registries`)."""
     out = []
     version = profile["openshift"]["version"]
     os_image = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:" + hashlib.sha256(
@@ -289,6 +361,8 @@ def base_configs(profile):
             "spec": {"config": {"ignition": {"version": "3.2.0"}, "passwd": {"users": [
                 {"name": "core", "sshAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItwin twin@example.com"]}]}}},
         })
+        out.extend(generated_kubelet_configs(role, featuregate))
+        out.append(generated_registries(role))
     return out
 
 
@@ -308,9 +382,11 @@ def rendered_object(pool, spec):
 def seed(kube, profile):
     """Base MachineConfigs, rendered configs for master and worker, pools targeting them, nodes on them."""
     mc_path = path(MC_API, "machineconfigs")
-    for mc in base_configs(profile):
+    for mc in base_configs(profile, kube.get_or_none(path(FG_API, FG_PLURAL, "cluster"))):
         kube.create_or_get(mc_path, mc)
     configs = kube.list(mc_path)["items"]
+    for name in BUILTIN:  # the MCO's own manifests label the pools it ships
+        kube.merge_patch(path(MC_API, "machineconfigpools", name), {"metadata": {"labels": {BUILT_IN: ""}}})
     pools = kube.list(path(MC_API, "machineconfigpools"))["items"]
     nodes = kube.list(path("v1", "nodes"))["items"]
     targets = {}
@@ -485,7 +561,6 @@ class PoolController(Controller):
 # -- ContainerRuntimeConfig: the MCO's container-runtime-config controller ----------------------------
 
 CRIO_LOG_LEVEL_FILE = "/etc/crio/crio.conf.d/01-ctrcfg-logLevel"  # pkg/controller/container-runtime-config/helpers.go
-GENERATED_BY = "machineconfiguration.openshift.io/generated-by-controller-version"
 MAX_RETRIES = 15  # container_runtime_config_controller.go maxRetries; afterwards one retry a minute
 
 
@@ -588,6 +663,54 @@ class ContainerRuntimeConfigController(Controller):
         body = copy.deepcopy(cfg)
         body["status"] = status
         self.kube.replace(path(MC_API, CRC_PLURAL, cfg["metadata"]["name"], subresource="status"), body)
+
+
+class KubeletConfigController(Controller):
+    """The kubelet-config controller's FeatureGate handler (pkg/controller/kubelet-config/kubelet_config_features.go
+    syncFeatureHandler and kubelet_config_nodes.go syncNodeConfigHandler, release-4.21): on FeatureGate ``cluster``
+    added (the controller's start) or its spec changed (updateFeature compares the specs), the 97- and
+    98-<pool>-generated-kubelet MachineConfigs of every pool that exists then are created or updated. No pool
+    handler: a pool created later, such as OSC's ``kata-oc``, gets its own only at the next such event (or a
+    controller restart); until then it renders with the worker ones its selector takes.
+    Not modelled: nodes.config.openshift.io and APIServer events (the same sync), KubeletConfig objects
+    (``99-<pool>-generated-kubelet``), cleanUpDuplicatedMC."""
+
+    name = "mco-kubelet-config"
+    api_version = FG_API
+    plural = FG_PLURAL
+    watches = ((MC_API, "machineconfigpools"), (MC_API, "machineconfigs"))
+
+    def __init__(self, world):
+        super().__init__(world)
+        self.synced_spec = {}  # FeatureGate name -> the spec last synced (the informer's old object upstream)
+
+    def map_event(self, kind, obj):
+        return []  # listers only
+
+    def reconcile(self, key):
+        _, name = key
+        gate = self.cache(FG_API, FG_PLURAL).get(name)
+        if gate is None or name != "cluster":
+            self.synced_spec.pop(name, None)
+            return None
+        spec = gate.get("spec") or {}
+        if name in self.synced_spec and self.synced_spec[name] == spec:
+            return None  # a status change or a relist: updateFeature does not enqueue
+        self.synced_spec[name] = copy.deepcopy(spec)
+        configs = self.cache(MC_API, "machineconfigs")
+        for pool in self.cache(MC_API, "machineconfigpools").items():
+            for body in generated_kubelet_configs(pool["metadata"]["name"], gate):
+                mc_name = body["metadata"]["name"]
+                existing = configs.get(mc_name) or self.kube.get_or_none(path(MC_API, "machineconfigs", mc_name))
+                if existing is None:
+                    self.kube.create_or_get(path(MC_API, "machineconfigs"), body)
+                    self.log.info("FeatureGate %s: created %s", name, mc_name)
+                elif existing.get("spec") != body["spec"] or \
+                        (existing["metadata"].get("labels") or {}).get(ROLE) != body["metadata"]["labels"][ROLE]:
+                    self.kube.merge_patch(path(MC_API, "machineconfigs", mc_name),
+                                          {"metadata": {"labels": body["metadata"]["labels"]}, "spec": body["spec"]})
+                    self.log.info("FeatureGate %s: updated %s", name, mc_name)
+        return None
 
 
 class Daemon(Controller):
@@ -831,4 +954,5 @@ class Daemon(Controller):
 def register(manager, world):
     manager.add(PoolController(world))
     manager.add(ContainerRuntimeConfigController(world))
+    manager.add(KubeletConfigController(world))
     manager.add(Daemon(world))
