@@ -3,7 +3,7 @@
 import threading
 
 import pytest
-from olm_helpers import PLANS, operator_group, subscribe, wait_for
+from olm_helpers import PLANS, SUBS, catalog, operator_group, subscribe, wait_for
 
 from twin.kube import path
 
@@ -172,30 +172,69 @@ def test_install_plan_never_created_ends_at_the_deadline_saying_what_was_seen(tw
 
 
 def test_idempotent_run_writes_nothing_and_upgrade_approves_one_plan(twin, namespace, olm_operator):
-    first = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="stable", version="26.3.1", timeout=120)
+    first = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="v26.3", version="26.3.1", timeout=120)
     assert first["installed_csv"] == "gpu-operator-certified.v26.3.1", first.get("msg")
     with twin.audit.window(user="admin") as idle:
-        again = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="stable", version="26.3.1")
+        again = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="v26.3", version="26.3.1")
     assert again["changed"] is False
     assert idle.writes == [], [(e["verb"], e["requestURI"]) for e in idle.writes]
-    # Pinning 26.3.3 approves that one plan; OLM then offers 26.7.0, which stays unapproved.
-    upgrade = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="stable", version="26.3.3", timeout=120)
-    assert upgrade["installed_csv"] == "gpu-operator-certified.v26.3.3"
+    # Pinning 26.3.3 approves that one plan; it is v26.3's head, so OLM offers nothing further there.
+    upgrade = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="v26.3", version="26.3.3", timeout=120)
+    assert upgrade["installed_csv"] == "gpu-operator-certified.v26.3.3", upgrade.get("msg")
     assert len(upgrade["approved_install_plans"]) == 1
-    next_plan = wait_for(twin.kube, *PLANS, namespace, lambda items: next(
-        (p for p in items if p["spec"]["clusterServiceVersionNames"] == ["gpu-operator-certified.v26.7.0"]), None))
-    assert next_plan["spec"]["approved"] is False
+    assert upgrade["pending_upgrade"] is None
 
 
-def test_upgrade_over_two_steps_approves_each_plan_on_the_way(twin, namespace, olm_operator):
+def test_a_pin_the_channel_head_skips_over_is_refused_before_any_change(twin, namespace, olm_operator):
+    """The GPU operator's CSVs carry olm.skipRange '>=1.9.0 <VERSION': from 26.3.1 OLM offers stable's head 26.7.0 only."""
     first = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="stable", version="26.3.1", timeout=120)
     assert first["installed_csv"] == "gpu-operator-certified.v26.3.1", first.get("msg")
-    upgrade = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="stable", version="26.7.0", timeout=120)
-    assert upgrade["installed_csv"] == "gpu-operator-certified.v26.7.0", upgrade.get("msg")
-    assert len(upgrade["approved_install_plans"]) == 2
-    plans = twin.kube.list(path(*PLANS, namespace=namespace))["items"]
-    assert sorted(p["spec"]["clusterServiceVersionNames"][0] for p in plans) == [
-        "gpu-operator-certified.v26.3.1", "gpu-operator-certified.v26.3.3", "gpu-operator-certified.v26.7.0"]
+    offered = wait_for(twin.kube, *PLANS, namespace, lambda items: next(
+        (p for p in items if p["spec"]["clusterServiceVersionNames"] == ["gpu-operator-certified.v26.7.0"]), None))
+    assert offered["spec"]["approved"] is False
+    with twin.audit.window(user="admin") as refused:
+        skipped = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="stable", version="26.3.3",
+                               timeout=30)
+    assert skipped["failed"]
+    assert "Timed out" not in skipped["msg"]
+    assert "OLM would upgrade gpu-operator-certified.v26.3.1 straight to gpu-operator-certified.v26.7.0, the head of " \
+           "channel stable: its olm.skipRange '>=1.9.0 <26.7.0' includes 26.3.1" in skipped["msg"]
+    assert "or use channel v26.3 whose head is gpu-operator-certified.v26.3.3" in skipped["msg"]
+    assert refused.writes == [], [(e["verb"], e["requestURI"]) for e in refused.writes]
+    jump = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="stable", version="26.7.0", timeout=120)
+    assert jump["installed_csv"] == "gpu-operator-certified.v26.7.0", jump.get("msg")
+    assert jump["approved_install_plans"] == [offered["metadata"]["name"]]
+
+
+def test_the_package_is_read_from_the_catalog_source_and_source_namespace_name(twin, namespace, olm_operator):
+    """A GET by name returns the package of any catalog; a private catalog of the same name is asked by its labels."""
+    kube = twin.kube
+    catalog(kube, namespace, "redhat-operators", packages={"nfd": ["4.21.0"]})
+    catalog(kube, namespace, "my-mirror", packages={"trustee-operator": ["1.1.0"]})
+    wait_for(kube, "packages.operators.coreos.com/v1", "packagemanifests", namespace, lambda items: len(items) == 2)
+    newer = olm_operator(name="nfd", namespace=namespace, source_namespace=namespace, version="4.21.1")
+    assert newer["failed"]
+    assert "package nfd channel stable has no version 4.21.1; it has: 4.21.0 (nfd.v4.21.0)" in newer["msg"], newer["msg"]
+    assert kube.list(path(*SUBS, namespace=namespace))["items"] == []
+    mirrored = olm_operator(name="nfd", namespace=namespace, source_namespace=namespace, version="4.21.0", timeout=60)
+    assert mirrored["installed_csv"] == "nfd.v4.21.0", mirrored.get("msg")
+    other = olm_operator(name="trustee-operator", namespace=namespace, source="my-mirror", source_namespace=namespace,
+                         operator_group="openshift-nfd", timeout=60)
+    assert other["installed_csv"] == "trustee-operator.v1.1.0", other.get("msg")
+
+
+def test_a_channel_change_with_a_pending_plan_makes_olm_resolve_again(twin, namespace, olm_operator):
+    """nothingToUpdate: an UpgradePending Subscription is not resolved again; deleting its stale plan makes OLM do it."""
+    kube = twin.kube
+    operator_group(kube, namespace, name="nvidia-gpu-operator-group")
+    subscribe(kube, namespace, "gpu-operator-certified", starting="gpu-operator-certified.v26.3.1", channel="v26.3")
+    stale = wait_for(kube, *PLANS, namespace, lambda items: next(iter(items), None))
+    wait_for(kube, *SUBS, namespace, lambda items: any(
+        (s.get("status") or {}).get("state") == "UpgradePending" for s in items))
+    result = olm_operator(name="gpu-operator-certified", namespace=namespace, channel="v26.7", version="26.7.0", timeout=60)
+    assert not result.get("failed"), result["msg"]
+    assert result["installed_csv"] == "gpu-operator-certified.v26.7.0"
+    assert f"InstallPlan {namespace}/{stale['metadata']['name']}" in result["removed"]
 
 
 def test_automatic_approval_follows_olm_past_the_pin_with_a_warning(twin, namespace, olm_operator):

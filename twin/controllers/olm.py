@@ -106,6 +106,10 @@ PACKAGES = {
         "versions": ["26.3.1", "26.3.3", "26.7.0"],
         "channels": {"v26.3": ["26.3.1", "26.3.3"], "v26.7": ["26.7.0"], "stable": ["26.3.1", "26.3.3", "26.7.0"]},
         "default_channel": "v26.7",
+        # NVIDIA/gpu-operator bundle/*/manifests/gpu-operator-certified.clusterserviceversion.yaml (e.g. v25.3.1): no
+        # spec.replaces, olm.skipRange '>=1.9.0 <VERSION': the channel head replaces any older version at once.
+        "replaces": False,
+        "skip_range": {v: f">=1.9.0 <{v}" for v in ("26.3.1", "26.3.3", "26.7.0")},
         "crds": [
             # Open but for what the real CRD refuses that the collection could send: the CC default mode's enum
             # (nvidia.com_clusterpolicies.yaml: ccManager.defaultMode on|off|devtools; ppcie only as a node label).
@@ -662,7 +666,7 @@ class Resolver(Controller):
         generation = max([r["generation"] or 0 for r in records.values()]
                          + [p["spec"].get("generation") or 0 for p in plans] + [0]) + 1
         manual = any((s["spec"].get("installPlanApproval") or "Automatic") == "Manual" for s in subs)
-        plan = self._create_plan(namespace, plans, wanted, generation, manual)
+        plan = self._create_plan(namespace, plans, wanted, generation, manual, subs)
         if plan is None:
             return
         for record in updated:
@@ -714,7 +718,7 @@ class Resolver(Controller):
             record["want"] = want
         return None
 
-    def _create_plan(self, namespace, plans, wanted, generation, manual):
+    def _create_plan(self, namespace, plans, wanted, generation, manual, subs):
         names = sorted(wanted)
         # ensureInstallPlan: a plan of this generation already made is the one.
         same = next((p for p in plans if p["spec"].get("generation") == generation), None)
@@ -725,9 +729,10 @@ class Resolver(Controller):
         body = {
             "apiVersion": OLM, "kind": "InstallPlan",
             "metadata": {"generateName": "install-", "namespace": namespace, "labels": labels,
+                         # createInstallPlan: every Subscription of the namespace owns it (AddNonBlockingOwner).
                          "ownerReferences": [{"apiVersion": OLM, "kind": "Subscription",
-                                              "name": r["sub"]["metadata"]["name"], "uid": r["sub"]["metadata"]["uid"],
-                                              "blockOwnerDeletion": False, "controller": False} for r in records]},
+                                              "name": s["metadata"]["name"], "uid": s["metadata"]["uid"],
+                                              "blockOwnerDeletion": False, "controller": False} for s in subs]},
             "spec": {"approval": "Manual" if manual else "Automatic", "approved": not manual,
                      "clusterServiceVersionNames": names, "generation": generation},
         }
