@@ -13,6 +13,15 @@ def osc_feature_gates(namespace, confidential=True, extra=None):
     return kata_config.feature_gates(namespace, confidential=confidential, extra=extra or {})
 
 
+def osc_unified_handler(resources, kataconfigs=None):
+    """What to do about spec.unifiedKataCCHandler, from k8s_info results: ``field`` (the served KataConfig CRD
+    has it, so the KataConfig we write says false) and ``problem`` (an existing KataConfig has it on; '' if not)."""
+    crd = (resources or [None])[0]
+    existing = (kataconfigs or [None])[0]
+    return {"field": kata_config.unified_handler_field(crd),
+            "problem": kata_config.unified_handler_problem(existing) or ""}
+
+
 class FilterModule:
     def filters(self):
-        return {"osc_feature_gates": osc_feature_gates}
+        return {"osc_feature_gates": osc_feature_gates, "osc_unified_handler": osc_unified_handler}

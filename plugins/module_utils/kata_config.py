@@ -39,10 +39,16 @@ GPU_SELECTOR = {
     "nvidia.com/cc.ready.state": "true",
 }
 FATAL_REASONS = ("UnsupportedOCPVersion",)
+# Newer OSC (openshift/sandboxed-containers-operator controllers/confidential_handler.go, handleConfidentialBaremetal):
+# with spec.unifiedKataCCHandler true, handleConfidentialBaremetalUnified creates a CRI-O drop-in MachineConfig and a
+# MachineConfigPool per TEE type found on the nodes (createOrUpdateTEEPool) and one kata-cc class with handler kata-cc.
+# Unset or false is the single-TEE path (kata-oc only) the one-reboot plan is measured on.
+UNIFIED_HANDLER = "unifiedKataCCHandler"
 
 __all__ = [
     "kataconfig", "feature_gates", "selector", "selected_nodes", "pool_name", "tee_of", "in_progress",
-    "expected_runtime_classes", "runtime_class_problems", "gpu_nodes", "assess",
+    "expected_runtime_classes", "runtime_class_problems", "gpu_nodes", "assess", "unified_handler_field",
+    "unified_handler_problem",
 ]
 
 
@@ -224,3 +230,28 @@ def assess(kc, nodes, pool_rollout, runtime_classes, want_classes, confidential=
                 out["problems"] = runtime_class_problems(runtime_classes, expected)
     out["line"] = "; ".join(parts)
     return out
+
+
+def unified_handler_field(crd):
+    """Whether a served version of the KataConfig CRD has ``spec.unifiedKataCCHandler`` (newer OSC). OSC 1.8's CRD and
+    an open schema do not: there the field must not be written (the API server would prune it, and every run would
+    report a change)."""
+    for version in ((crd or {}).get("spec") or {}).get("versions") or []:
+        if not version.get("served", True):
+            continue
+        schema = (version.get("schema") or {}).get("openAPIV3Schema") or {}
+        spec = (schema.get("properties") or {}).get("spec") or {}
+        if UNIFIED_HANDLER in (spec.get("properties") or {}):
+            return True
+    return False
+
+
+def unified_handler_problem(existing):
+    """Why an existing KataConfig cannot be taken over (its ``unifiedKataCCHandler`` is on), or None."""
+    spec = (existing or {}).get("spec") or {}
+    if spec.get(UNIFIED_HANDLER) is not True:
+        return None
+    return ("KataConfig {0} has spec.{1} true: OSC then creates a CRI-O drop-in MachineConfig and a MachineConfigPool "
+            "per TEE type, so the kata nodes change pool and reboot again, outside this collection's one-reboot plan. "
+            "Set spec.{1} to false (or remove it) on KataConfig {0}, or delete it, then run again.").format(
+                _name(existing), UNIFIED_HANDLER)
