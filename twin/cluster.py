@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import yaml
 from . import build, crds, profile as profiles
 from .controlplane import ControlPlane, alive, parent_death_signal
 from .kube import Kube, path
+from .kubelet import NodeAgent
 from .paths import state_root
 from .controllers import seed_all as seed_controllers
 from .seed import node_object, seed
+from .world import World
 
 
 class Cluster:
@@ -70,17 +73,28 @@ class Cluster:
                     self.cp.stop()
                     raise
                 log("twin: a port was taken meanwhile; starting again with new ports")
+        bridge = threading.Event()
         try:
             kube = self.kube("twin")
             crds.install(kube, crds.definitions(conformance))
+            # Kubelets heartbeat from the moment they register. The controllers' process starts only
+            # once everything is seeded (the MCO twin's seed annotates the registered nodes), which
+            # with a thousand nodes takes longer than the node lifecycle controller waits (40 s
+            # without a Lease renewal: Ready Unknown, unreachable taints). So this process renews
+            # the Leases meanwhile, until the controllers' own kubelet twin has settled the nodes.
+            agent = NodeAgent(World(spec, kube), bridge)
+            threading.Thread(target=agent.run, name="kubelet-leases-bring-up", daemon=True).start()
             seed(kube, spec, info["ports"]["kubelet"])
             seed_controllers(kube, spec)
             self._start_runtime()
-            self._wait_settled(kube, spec, deadline=time.monotonic() + 120)
+            # Taint removals of 1000 nodes go through kube-controller-manager's client rate limit.
+            self._wait_settled(kube, spec, deadline=time.monotonic() + 120 + 0.25 * len(spec["nodes"]))
         except BaseException:
             log(f"twin: bring-up failed; logs are in {self.state / 'logs'}")
             self.cp.stop()
             raise
+        finally:
+            bridge.set()
         log(f"twin: {self.name} up in {time.monotonic() - started:.1f}s "
             f"(profile {spec['name']}, {len(spec['nodes'])} nodes, "
             f"{'real upstream CRDs from ' + str(conformance) if conformance else 'twin CRDs'})")

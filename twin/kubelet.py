@@ -46,6 +46,31 @@ def now_micro():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def crashed_container_status(status, exit_code, message, backoff_seconds, pod_name, namespace, uid):
+    """A container's status between its exit and its restart, as the kubelet shows it.
+
+    kubernetes v1.34 pkg/kubelet/kubelet_pods.go ``convertToAPIContainerStatuses``: a container that exited and
+    will be restarted is *Waiting* with the reason of the last sync error (``CrashLoopBackOff``, message
+    ``back-off <d> restarting failed container=<c> pod=<pod>_<ns>(<uid>)`` from pkg/kubelet/kuberuntime
+    ``doBackOff``), the exit as ``lastState``; ``restartCount`` stays that of the run that exited and counts one
+    more when the restarted container runs (``restarted_container_status``).
+    """
+    ts = now()
+    return dict(status, ready=False, started=False, restartCount=int(status.get("restartCount") or 0),
+                state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off {0}s restarting failed "
+                                   "container={1} pod={2}_{3}({4})".format(int(backoff_seconds), status.get("name"),
+                                                                           pod_name, namespace, uid)}},
+                lastState={"terminated": {"exitCode": int(exit_code), "reason": "Error", "message": message,
+                                          "startedAt": ((status.get("state") or {}).get("running") or {}).get(
+                                              "startedAt", ts), "finishedAt": ts}})
+
+
+def restarted_container_status(status):
+    """The container's status once the kubelet restarted it after its back-off: running, one restart more."""
+    return dict(status, ready=True, started=True, restartCount=int(status.get("restartCount") or 0) + 1,
+                state={"running": {"startedAt": now()}})
+
+
 class Logs:
     """Container logs by (namespace, pod, container); followers wait on a condition."""
 
@@ -214,7 +239,11 @@ class NodeAgent:
                 raise
             # The lease controller creates the Lease it does not find (ensureLease in
             # k8s.io/component-helpers@v0.34 apimachinery/lease/controller.go).
-            self.kube.create(path("coordination.k8s.io/v1", "leases", namespace="kube-node-lease"), lease_object(name))
+            try:
+                self.kube.create(path("coordination.k8s.io/v1", "leases", namespace="kube-node-lease"), lease_object(name))
+            except ApiError as exc:
+                if exc.status != 409:  # created meanwhile (registration creates it too): renewed next time
+                    raise
 
     def run(self):
         """Each node on its own schedule, as each kubelet runs its own lease controller: a renewal
@@ -328,6 +357,8 @@ class PodRunner(Controller):
         statuses = pod.get("status", {}).get("containerStatuses") or []
         if phase == "Running" and statuses and all(s.get("state", {}).get("running") for s in statuses):
             return None
+        if any(((s.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff" for s in statuses):
+            return None  # in back-off after a crash: whoever crashed it (a workload's controller) restarts it
         uid = pod["metadata"]["uid"]
         if uid not in self.started:
             self.started[uid] = True
@@ -438,7 +469,8 @@ class PodRunner(Controller):
 
         def status_of(c, r):
             return {"name": c["name"], "image": c.get("image", ""), "imageID": c.get("image", ""),
-                    "containerID": container_id(c), "restartCount": 0, "ready": r.running,
+                    "containerID": container_id(c), "restartCount": 0,
+                    "ready": r.running if r.ready is None else bool(r.running and r.ready),
                     "started": r.running, "state": state(c, r)}
 
         main = [(c, r) for c, r in results if c["name"] not in init_names]
@@ -452,7 +484,8 @@ class PodRunner(Controller):
             phase = "Running"
         if phase in ("Succeeded", "Failed"):
             self.sandboxes.pop(meta["uid"], None)  # the pod VM stops with its last container; its GPUs are free
-        ready = phase == "Running"
+        ready = phase == "Running" and all(r.ready is not False for _, r in main)
+        not_ready = "ContainersNotReady" if phase == "Running" else "PodCompleted"
         index = int(hashlib.sha256(meta["uid"].encode()).hexdigest()[:4], 16)
         status = {
             "phase": phase,
@@ -463,9 +496,9 @@ class PodRunner(Controller):
                 {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": ts},
                 {"type": "Initialized", "status": "True", "lastTransitionTime": ts},
                 {"type": "Ready", "status": str(ready), "lastTransitionTime": ts,
-                 **({} if ready else {"reason": "PodCompleted"})},
+                 **({} if ready else {"reason": not_ready})},
                 {"type": "ContainersReady", "status": str(ready), "lastTransitionTime": ts,
-                 **({} if ready else {"reason": "PodCompleted"})},
+                 **({} if ready else {"reason": not_ready})},
                 {"type": "PodScheduled", "status": "True", "lastTransitionTime": ts},
             ],
             "containerStatuses": [status_of(c, r) for c, r in main],
