@@ -28,9 +28,9 @@ def check_run(twin_factory, tmp_path_factory):
 
 def test_check_mode_writes_nothing(check_run):
     twin, proc, events = check_run
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     writes = [describe(e) for e in real_writes(events)]
-    assert writes == [], "--check wrote to the cluster:\n" + "\n".join(writes)
+    assert writes == [], "--check wrote to the cluster:\n" + "\n".join(writes) + "\n" + proc.stdout[-3000:]
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert not probe_namespace_left(twin.kube), f"--check created the namespace {PROBE_NAMESPACE}"
 
 
