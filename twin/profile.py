@@ -142,6 +142,9 @@ def _node(node, where):
             one.setdefault("vbios", "96.00.00.00.00")
             one["pci_address"] = f"0000:{0x18 + 0x20 * len(gpus):02x}:00.0"
             one["index"] = len(gpus)
+            # Each GPU in its own IOMMU group unless the profile says otherwise (two GPUs or a GPU and another
+            # function behind one switch without ACS share one: VFIO and the sandbox device plugin see one device).
+            one["iommu_group"] = str(gpu.get("iommu_group", 20 + one["index"]))
             gpus.append(one)
     node["gpus"] = gpus
     return node

@@ -15,6 +15,7 @@ class Result:
     exit_code: int = 0
     log: str = ""
     running: bool = False  # keeps running (a server); exit_code/log then describe its start
+    ready: bool = None  # a running container not ready yet (still waiting for something); None: ready when running
 
 
 @dataclass

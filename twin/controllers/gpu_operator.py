@@ -4,15 +4,18 @@ What the real operator does that the collection depends on:
 
 * ``ClusterPolicy``: the oldest one is honoured (others report ``ignored``). On nodes NFD marks
   with an NVIDIA PCI device it sets ``nvidia.com/gpu.present`` and the ``nvidia.com/gpu.deploy.*``
-  labels of the node's workload: ``sandboxWorkloads.defaultWorkload`` unless the node label
-  ``nvidia.com/gpu.workload.config`` names a valid one (an invalid value falls back to the default,
-  as the operator does). Operands are real DaemonSets in the operator's namespace selecting those
-  labels, so KCM creates the pods, the real scheduler places them and the kubelet twin runs them.
+  labels of the node's workload (``sandboxWorkloads.defaultWorkload`` unless the node label
+  ``nvidia.com/gpu.workload.config`` names a valid one), for the operator version OLM installed
+  (``client`` only from 26.7.0): a label already there keeps its value, ``gpu.deploy.operands=false``
+  removes them all (see ``label_patch``). Operands are real DaemonSets in the operator's namespace
+  selecting those labels, so KCM creates the pods, the real scheduler places them and the kubelet twin
+  runs them.
 * Node effects follow the operand pods: a running ``vfio-manager`` binds the node's GPUs to
-  ``vfio-pci`` (only when the host's IOMMU is on, as the kernel requires); a running kata sandbox
-  device plugin advertises the bound GPUs as ``nvidia.com/pgpu`` (or model-named resources when the
-  ``P_GPU_ALIAS`` env is left out); ``status.state`` is ``ready`` once every operand is ready and
-  every passthrough GPU is advertised.
+  ``vfio-pci`` (only when the host's IOMMU is on, as the kernel requires); the sandbox validator is not
+  ready until they are; a running kata sandbox device plugin advertises one device per IOMMU group, as
+  ``nvidia.com/pgpu`` unless its ``P_GPU_ALIAS`` env is empty (see ``sandbox_plugin_resources``).
+  ``status.state`` is ``ready`` when every operand DaemonSet is (``daemonset_ready``): whether GPUs are
+  advertised plays no part.
 * cc-manager (k8s-cc-manager v0.4.3): at each start of its container it applies the node's
   ``nvidia.com/cc.mode`` label, or its ``DEFAULT_CC_MODE`` (``ccManager.defaultMode``; ``off`` on a
   host without TDX/SNP); afterwards it acts only when the label changes. A switch pauses the
@@ -31,12 +34,13 @@ start or on a label change, as for a GPU that cannot take it: a crash loop).
 import hashlib
 import json
 import logging
+import re
 import time
 
 from .. import workloads
 from ..controller import Controller
 from ..kube import ApiError, path
-from ..kubelet import now
+from ..kubelet import crashed_container_status, now, restarted_container_status
 
 log = logging.getLogger("twin.gpu-operator")
 
@@ -59,15 +63,23 @@ PAUSED = "paused-for-cc-mode-change"
 # cc-manager evicts these operands while it resets the GPUs (not the kata device plugin).
 EVICTED_BY_CC_MANAGER = ("vfio-manager", "sandbox-validator", "sandbox-device-plugin")
 
-# Deploy labels per workload; kata mode swaps the KubeVirt device plugin for the kata one.
+# Deploy labels per workload (NVIDIA/gpu-operator v26.3.3 and v26.7.0 controllers/state_manager.go gpuStateLabels):
+# vm-passthrough carries kata-manager in both versions; 26.7.0 adds nvidia.com/gpu.deploy.client to every workload.
+# In kata mode getEffectiveStateLabels swaps the KubeVirt sandbox-device-plugin label for kata-sandbox-device-plugin.
 STATE_LABELS = {
     "container": ("driver", "gpu-feature-discovery", "container-toolkit", "device-plugin", "dcgm", "dcgm-exporter",
-                  "node-status-exporter", "operator-validator", "mig-manager"),
-    "vm-passthrough": ("sandbox-validator", "vfio-manager", "sandbox-device-plugin", "kata-manager", "cc-manager"),
-    "vm-vgpu": ("sandbox-validator", "vgpu-manager", "vgpu-device-manager", "sandbox-device-plugin", "cc-manager"),
+                  "node-status-exporter", "operator-validator"),
+    "vm-passthrough": ("sandbox-device-plugin", "sandbox-validator", "vfio-manager", "kata-manager", "cc-manager"),
+    "vm-vgpu": ("sandbox-device-plugin", "vgpu-manager", "vgpu-device-manager", "sandbox-validator", "cc-manager"),
 }
-KATA_PASSTHROUGH_LABELS = ("sandbox-validator", "vfio-manager", "cc-manager", "kata-sandbox-device-plugin", "client")
-ALL_DEPLOY = sorted({d for v in STATE_LABELS.values() for d in v} | set(KATA_PASSTHROUGH_LABELS))
+CLIENT_LABEL_SINCE = (26, 7, 0)
+# The operator version the twin acts as when no gpu-operator-certified CSV has succeeded (tests that create a
+# ClusterPolicy without OLM): the one the collection's tests render their policy for.
+DEFAULT_VERSION = (26, 3, 3)
+# Every key removeAllGPUStateLabels / removeGPUStateLabels may delete (mig-manager is set per MIG capability).
+ALL_DEPLOY = sorted({d for v in STATE_LABELS.values() for d in v} | {"kata-sandbox-device-plugin", "mig-manager",
+                                                                     "client"})
+OPERANDS_LABEL = DEPLOY + "operands"
 
 # Operand: (ClusterPolicy field, enabled when the field says nothing, DaemonSet name, app label,
 # deploy label, container, image). Images are placeholders: the kubelet twin runs none.
@@ -100,6 +112,14 @@ OPERANDS = [
     ("kataManager", False, "nvidia-kata-manager", "nvidia-kata-manager", "kata-manager", "nvidia-kata-manager",
      "nvcr.io/nvidia/cloud-native/k8s-kata-manager:v0.2.3"),
 ]
+# The operator's state of each operand (controllers/state_manager.go addState), as its not-ready message names them.
+STATE_NAMES = {
+    "driver": "state-driver", "toolkit": "state-container-toolkit", "devicePlugin": "state-device-plugin",
+    "gfd": "gpu-feature-discovery", "dcgmExporter": "state-dcgm-exporter", "nodeStatusExporter": "state-node-status-exporter",
+    "validator": "state-operator-validation", "vfioManager": "state-vfio-manager", "sandboxValidator": "state-sandbox-validation",
+    "ccManager": "state-cc-manager", "kataSandboxDevicePlugin": "state-kata-device-plugin",
+    "sandboxDevicePlugin": "state-sandbox-device-plugin", "kataManager": "state-kata-manager",
+}
 SANDBOX_FIELDS = {"vfioManager", "sandboxValidator", "ccManager", "kataSandboxDevicePlugin", "sandboxDevicePlugin",
                   "kataManager"}
 APP = {field: app for field, _, _, app, _, _, _ in OPERANDS}
@@ -181,48 +201,113 @@ def workload_of(cp, labels):
     return default if default in WORKLOADS else "container"
 
 
-def desired_labels(cp, labels):
-    """Labels the operator wants on a node (``None`` removes one)."""
-    gpu = any(str(labels.get(k, "")).lower() == "true" for k in NFD_GPU_LABELS)
-    want = {GPU_PRESENT: "true" if gpu else None}
-    if not gpu:
-        want.update({DEPLOY + d: None for d in ALL_DEPLOY})
-        return want
-    workload = workload_of(cp, labels)
-    _, _, mode = sandbox(cp)
-    deploy = set(STATE_LABELS[workload])
+def state_labels(workload, mode, version=DEFAULT_VERSION):
+    """The deploy components the operator labels a node of this workload with (getEffectiveStateLabels)."""
+    labels = set(STATE_LABELS[workload])
+    if tuple(version) >= CLIENT_LABEL_SINCE:
+        labels.add("client")
     if workload == "vm-passthrough" and mode == "kata":
-        deploy = set(KATA_PASSTHROUGH_LABELS)
-    for d in ALL_DEPLOY:
-        want[DEPLOY + d] = "true" if d in deploy else None
-    return want
+        labels.discard("sandbox-device-plugin")
+        labels.add("kata-sandbox-device-plugin")
+    return labels
 
 
-def label_patch(cp, labels):
-    """The merge patch turning a node's labels into what the operator wants, or {} when they match."""
+def label_patch(cp, labels, version=DEFAULT_VERSION):
+    """The merge patch the operator makes on a node's labels, or {} (``None`` removes a label).
+
+    NVIDIA/gpu-operator v26.3.3 controllers/state_manager.go ``labelGPUNodes`` and ``updateGPUStateLabels``
+    (v26.7.0: the same in its node-labelling reconciler): a node NFD shows an NVIDIA device on gets
+    ``gpu.present=true``; one that had it and lost its GPUs gets ``false`` and no state label. On a GPU node
+    ``gpu.deploy.operands=false`` removes every state label; otherwise the labels of other workloads are removed
+    and the missing ones added as ``true``. A label already there keeps its value (``false`` keeps that operand
+    off the node, cc-manager's ``paused-…`` values stay); 26.7.0 treats an empty value as missing.
+    """
+    gpu = any(str(labels.get(k, "")) == "true" for k in NFD_GPU_LABELS)
+    present = labels.get(GPU_PRESENT) == "true"
     patch = {}
-    for key, value in desired_labels(cp, labels).items():
-        current = labels.get(key)
-        if value == "true" and current and PAUSED in current:
-            continue  # cc-manager has it paused for a mode switch; it restores it itself
-        if value is None and key not in labels:
-            continue
-        if current != value:
-            patch[key] = value
+    if gpu and not present:
+        patch[GPU_PRESENT] = "true"
+        present = True
+    elif present and not gpu:
+        patch[GPU_PRESENT] = "false"
+        present = False
+        patch.update({DEPLOY + d: None for d in ALL_DEPLOY if DEPLOY + d in labels})
+    if not present:
+        return patch
+    if labels.get(OPERANDS_LABEL) == "false":
+        patch.update({DEPLOY + d: None for d in ALL_DEPLOY if DEPLOY + d in labels})
+        return patch
+    _, _, mode = sandbox(cp)
+    workload = workload_of(cp, labels)
+    effective = state_labels(workload, mode, version)
+    for d in ALL_DEPLOY:
+        key = DEPLOY + d
+        if d in effective:
+            value = labels.get(key)
+            if value is None or (value == "" and tuple(version) >= CLIENT_LABEL_SINCE):
+                patch[key] = "true"
+        elif key in labels and not (d == "mig-manager" and workload == "container"):
+            patch[key] = None
     return patch
 
 
+# The chip part of pci.ids' device names, for GPUs whose profile entry gives no ``pci_name``.
+CHIPS = {"hopper": "GH100", "blackwell": "GB202", "ampere": "GA100"}
+
+
+def pci_name(gpu):
+    """The device's name as pci.ids gives it (``GH100 [H100 PCIe]``): the profile's ``pci_name`` or one made up."""
+    if gpu.get("pci_name"):
+        return gpu["pci_name"]
+    chip = CHIPS.get(str(gpu.get("architecture", "")).lower(), "GPU")
+    return "{0} [{1}]".format(chip, str(gpu.get("model", "GPU")).replace("NVIDIA ", ""))
+
+
+def format_device_name(name):
+    """NVIDIA/sandbox-device-plugin v0.0.3 pkg/device_plugin/device_plugin.go ``formatDeviceName``."""
+    name = re.sub(r"\s+", "_", str(name).upper().replace("/", "_").replace(".", "_"))
+    return re.sub(r"[^a-zA-Z0-9_-]+", "", name)
+
+
+def plugin_alias(env):
+    """P_GPU_ALIAS as the plugin reads it (cmd/main.go ``os.LookupEnv``): unset is ``pgpu``, empty is no alias."""
+    for e in env or []:
+        if isinstance(e, dict) and e.get("name") == "P_GPU_ALIAS":
+            return e.get("value") or ""
+    return "pgpu"
+
+
 def pgpu_resource(cp, gpu):
-    """The extended resource a passthrough GPU is advertised as."""
-    env = {e.get("name"): e.get("value") for e in (_spec(cp).get("kataSandboxDevicePlugin") or {}).get("env") or []
-           if isinstance(e, dict)}
-    alias = env.get("P_GPU_ALIAS")
-    if alias:
-        return "nvidia.com/" + alias
-    # Without an alias the plugin names the resource after the device, e.g. nvidia.com/GH100_H100_PCIE.
-    model = gpu.get("model", "GPU").upper().replace("NVIDIA ", "")
-    arch = {"hopper": "GH100", "blackwell": "GB202", "ampere": "GA100"}.get(str(gpu.get("architecture", "")).lower(), "GPU")
-    return "nvidia.com/{0}_{1}".format(arch, "".join(c if c.isalnum() else "_" for c in model))
+    """The extended resource the kata sandbox device plugin advertises a passthrough GPU as, for this policy."""
+    alias = plugin_alias((_spec(cp).get("kataSandboxDevicePlugin") or {}).get("env"))
+    return "nvidia.com/" + (alias or format_device_name(pci_name(gpu)))
+
+
+def sandbox_plugin_resources(env, gpus):
+    """What the kubelet ends up with from the kata sandbox device plugin: ``{resource: devices}``.
+
+    NVIDIA/sandbox-device-plugin v0.0.3 pkg/device_plugin/device_plugin.go: only GPUs bound to vfio-pci count;
+    a device is an IOMMU group (a group is added once, under the device id that found it first, however many
+    functions it holds); one plugin per PCI device id, named by P_GPU_ALIAS or, when that is empty, after the
+    model. Two device ids with one alias register the same resource twice, and the kubelet's device manager keeps
+    the endpoint registered last (the plugin iterates a Go map: which one is not defined; the twin takes the
+    highest device id), so the node advertises one model's groups only.
+    """
+    alias = plugin_alias(env)
+    groups, by_id = set(), {}
+    for index, gpu in enumerate(gpus):
+        if gpu.get("driver") != "vfio-pci":
+            continue
+        group = gpu.get("iommu_group", "gpu-{0}".format(index))
+        if group in groups:
+            continue
+        groups.add(group)
+        by_id.setdefault(str(gpu.get("device_id")).lower(), []).append(gpu)
+    found = {}
+    for device_id in sorted(by_id):
+        members = by_id[device_id]
+        found["nvidia.com/" + (alias or format_device_name(pci_name(members[0])))] = len(members)
+    return found
 
 
 def ppcie_capable(gpu):
@@ -299,6 +384,20 @@ def _owned(obj):
     return any(o.get("kind") == "ClusterPolicy" for o in obj["metadata"].get("ownerReferences") or [])
 
 
+def daemonset_ready(ds):
+    """NVIDIA/gpu-operator v26.3.3 controllers/object_controls.go ``isDaemonSetReady``: no pod desired is ready,
+    an unavailable pod is not; with ``OnDelete`` every pod must also run the current template and be ready
+    (the twin checks running and ready)."""
+    status = (ds or {}).get("status") or {}
+    if int(status.get("desiredNumberScheduled") or 0) == 0:
+        return True
+    if int(status.get("numberUnavailable") or 0) != 0:
+        return False
+    if ((ds.get("spec") or {}).get("updateStrategy") or {}).get("type") != "OnDelete":
+        return True
+    return int(status.get("numberReady") or 0) >= int(status.get("desiredNumberScheduled") or 0)
+
+
 def _ready_pod(pod):
     status = pod.get("status") or {}
     if status.get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
@@ -328,13 +427,28 @@ class GpuOperator(Controller):
         for p in self.cache(CP_API, CP_PLURAL).items():
             self.queue.add((None, p["metadata"]["name"]))
 
-    def namespace(self):
+    def _csv(self):
         for csv in self.cache(CSV_API, CSV_PLURAL).items():
             status = csv.get("status") or {}
             if csv["metadata"]["name"].startswith(CSV_PREFIX) and status.get("phase") == "Succeeded" \
                     and status.get("reason") != "Copied":
-                return csv["metadata"]["namespace"]
-        return DEFAULT_NAMESPACE
+                return csv
+        return None
+
+    def namespace(self):
+        csv = self._csv()
+        return csv["metadata"]["namespace"] if csv else DEFAULT_NAMESPACE
+
+    def version(self):
+        """The operator version the twin acts as: that of the CSV OLM installed, else DEFAULT_VERSION."""
+        csv = self._csv()
+        if csv:
+            text = csv["metadata"]["name"][len(CSV_PREFIX):].lstrip("v").split("-")[0]
+            try:
+                return tuple(int(p) for p in text.split(".")[:3])
+            except ValueError:
+                pass
+        return DEFAULT_VERSION
 
     def reconcile(self, key):
         _, name = key
@@ -348,9 +462,10 @@ class GpuOperator(Controller):
                          "another ClusterPolicy ({0}) is in effect".format(chosen["metadata"]["name"]))])
             return None
         namespace = self.namespace()
+        version = self.version()
         nodes = self.cache("v1", "nodes").items()
         for node in nodes:
-            patch = label_patch(cp, node["metadata"].get("labels") or {})
+            patch = label_patch(cp, node["metadata"].get("labels") or {}, version)
             if patch:
                 self.kube.merge_patch(path("v1", "nodes", node["metadata"]["name"]), {"metadata": {"labels": patch}})
         operands = enabled_operands(cp)
@@ -369,10 +484,12 @@ class GpuOperator(Controller):
             owned = any(o.get("kind") == "ClusterPolicy" for o in meta.get("ownerReferences") or [])
             if owned and meta.get("namespace") == namespace and meta["name"] not in wanted:
                 self.kube.delete(path("apps/v1", "daemonsets", meta["name"], namespace))
-        problems = self._problems(cp, namespace, operands, nodes)
+        problems = self._problems(namespace, operands)
         if problems:
-            self._status(cp, "notReady", [self._condition("Ready", "False", "OperandNotReady", "; ".join(problems)),
-                                          self._condition("Error", "True", "OperandNotReady", "; ".join(problems))],
+            # clusterpolicy_controller.go: "ClusterPolicy is not ready, states not ready: %v" of the state names
+            message = "ClusterPolicy is not ready, states not ready: [{0}]".format(" ".join(problems))
+            self._status(cp, "notReady", [self._condition("Ready", "False", "OperandNotReady", message),
+                                          self._condition("Error", "True", "OperandNotReady", message)],
                          namespace)
         else:
             self._status(cp, "ready", [self._condition("Ready", "True", "Reconciled", "ClusterPolicy is ready as all "
@@ -428,39 +545,18 @@ class GpuOperator(Controller):
             self.kube.merge_patch(f"{p}/{ds_name}", {"metadata": {"annotations": body["metadata"]["annotations"]},
                                                     "spec": body["spec"]})
 
-    def _problems(self, cp, namespace, operands, nodes):
+    def _problems(self, namespace, operands):
+        """The states not ready, by their upstream names. Readiness is the DaemonSets' alone (isDaemonSetReady):
+        whether GPUs are bound or advertised plays no part, except through the sandbox validator's pods, which
+        stay unready until the node's GPUs are bound to vfio-pci (GpuNodeAgent._validate)."""
         problems = []
-        for _, ds_name, _, deploy, *_ in operands:
+        for field, ds_name, *_ in operands:
             ds = self.cache("apps/v1", "daemonsets").get(ds_name, namespace)
-            status = (ds or {}).get("status") or {}
-            if ds is None or status.get("observedGeneration", 0) < ds["metadata"].get("generation", 1):
-                problems.append("{0}: not rolled out yet".format(ds_name))
-                continue
-            # Count the nodes from their labels too: the DaemonSet's status lags behind a relabel.
-            expected = sum(1 for n in nodes if (n["metadata"].get("labels") or {}).get(DEPLOY + deploy) == "true")
-            desired, ready = status.get("desiredNumberScheduled", 0), status.get("numberReady", 0)
-            if ready < max(desired, expected):
-                problems.append("{0}: {1}/{2} pods ready".format(ds_name, ready, max(desired, expected)))
-        fields = {o[0] for o in operands}
-        for node in nodes:
-            labels = node["metadata"].get("labels") or {}
-            name = node["metadata"]["name"]
-            host = self.world.host(name)
-            if labels.get(GPU_PRESENT) != "true" or host is None or not host.gpus:
-                continue
-            if workload_of(cp, labels) != "vm-passthrough" or "vfioManager" not in fields:
-                continue
-            bound = [g for g in host.gpus if g["driver"] == "vfio-pci"]
-            if len(bound) < len(host.gpus):
-                why = "" if host.iommu_enabled() else " (the host's IOMMU is off, vfio-pci cannot bind)"
-                problems.append("{0}: {1} of {2} GPUs bound to vfio-pci{3}".format(name, len(bound), len(host.gpus), why))
-                continue
-            if "kataSandboxDevicePlugin" in fields:
-                resource = pgpu_resource(cp, host.gpus[0])
-                allocatable = ((node.get("status") or {}).get("allocatable") or {}).get(resource, "0")
-                if int(allocatable) < len(host.gpus):
-                    problems.append("{0}: {1} allocatable is {2}, {3} GPUs".format(name, resource, allocatable,
-                                                                                   len(host.gpus)))
+            # Not modelled: upstream reads a DaemonSet its cache has not seen yet as "desired 0", i.e. ready; the
+            # twin waits until the DaemonSet controller has observed it, so no transient ready right after create.
+            if ds is None or ((ds.get("status") or {}).get("observedGeneration", 0) < ds["metadata"].get("generation", 1)) \
+                    or not daemonset_ready(ds):
+                problems.append(STATE_NAMES.get(field, ds_name))
         return problems
 
     @staticmethod
@@ -540,19 +636,35 @@ class GpuNodeAgent(Controller):
                 log.info("%s: GPUs bound to vfio-pci", name)
                 self.world.changed(host)
         self._advertise(cp, node, host, fields)
+        self._validate(name, host)
         if "ccManager" in fields:
             return self._cc_manager(cp, node, host)
         return None
 
+    def _validate(self, name, host):
+        """The sandbox validator's vfio-pci validation (NVIDIA/gpu-operator v26.3.3
+        assets/state-sandbox-validation/0500_daemonset.yaml, init container vfio-pci-validation, WITH_WAIT): it
+        waits until the node's GPUs are bound to vfio-pci, so the validator pod is not ready before, which is what
+        keeps the ClusterPolicy notReady on a node whose IOMMU is off. Shown as a running container that is not
+        ready (the real pod waits in its init container)."""
+        pod = self._pod(name, "sandboxValidator")
+        if pod is None or (pod.get("status") or {}).get("phase") != "Running":
+            return
+        want = vfio_validated(host)
+        cs = ((pod.get("status") or {}).get("containerStatuses") or [{}])[0]
+        if bool(cs.get("ready")) != want and (cs.get("state") or {}).get("running"):
+            ready = {"type": "Ready", "status": str(want), "lastTransitionTime": now()}
+            if not want:
+                ready.update(reason="ContainersNotReady", message="containers with unready status: [{0}]".format(
+                    cs.get("name")))
+            self._patch_container(pod, dict(cs, ready=want), ready)
+
     def _advertise(self, cp, node, host, fields):
         plugin = self._pod(node["metadata"]["name"], "kataSandboxDevicePlugin")
         counts = {}
-        running = "kataSandboxDevicePlugin" in fields and plugin is not None and _ready_pod(plugin)
-        if running:
-            for gpu in host.gpus:
-                if gpu["driver"] == "vfio-pci":
-                    resource = pgpu_resource(cp, gpu)
-                    counts[resource] = counts.get(resource, 0) + 1
+        if "kataSandboxDevicePlugin" in fields and plugin is not None and _ready_pod(plugin):
+            env = ((plugin.get("spec") or {}).get("containers") or [{}])[0].get("env")
+            counts = sandbox_plugin_resources(env, host.gpus)
         status = node.get("status") or {}
         capacity, allocatable = status.get("capacity") or {}, status.get("allocatable") or {}
         patch_cap, patch_alloc = {}, {}
@@ -597,7 +709,8 @@ class GpuNodeAgent(Controller):
                 return remaining
             # the kubelet's back-off is over: the container starts again and re-applies the mode
             self.restart_at.pop(name)
-            known.add(self._container_up(pod))
+            pod = self._container_up(pod)
+            known.add(_incarnation(pod))
             return self._start(node, host, pod, label)
         self.restart_at.pop(name, None)
         if incarnation not in known:
@@ -684,34 +797,31 @@ class GpuNodeAgent(Controller):
 
     def _crash(self, pod, message):
         """The container exits 1; the kubelet restarts it after a back-off that doubles (10 s to 5 min on a
-        real kubelet; ``timings.crash_loop_backoff`` doubling here). Shown as restarted and not ready with
-        the exit in ``lastState``: the kubelet twin restarts a container left ``waiting``, so the
-        ``CrashLoopBackOff`` waiting state itself is not shown."""
+        real kubelet; ``timings.crash_loop_backoff`` doubling here). Meanwhile it shows what the kubelet shows:
+        waiting in ``CrashLoopBackOff``, the exit in ``lastState``, the restarts so far (twin.kubelet)."""
         statuses = (pod.get("status") or {}).get("containerStatuses") or []
         node = pod["spec"]["nodeName"]
         if not statuses:
             return 0.5
         cs = statuses[0]
-        restarts = int(cs.get("restartCount", 0)) + 1
-        ts = now()
-        new = dict(cs, ready=False, started=True, restartCount=restarts, state={"running": {"startedAt": ts}},
-                   lastState={"terminated": {"exitCode": 1, "reason": "Error", "message": message,
-                                             "startedAt": ts, "finishedAt": ts}})
-        ready = {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": ts,
+        restarts = int(cs.get("restartCount", 0))
+        backoff = float(self.world.timings.get("crash_loop_backoff", 1.0)) * 2 ** min(restarts, 5)
+        meta = pod["metadata"]
+        new = crashed_container_status(cs, 1, message, backoff, meta["name"], meta["namespace"], meta["uid"])
+        ready = {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now(),
                  "message": "containers with unready status: [{0}]".format(cs.get("name"))}
         self._patch_container(pod, new, ready)
-        self.incarnations.setdefault(node, set()).add((pod["metadata"]["uid"], restarts, ts))
-        backoff = float(self.world.timings.get("crash_loop_backoff", 1.0)) * 2 ** min(restarts - 1, 5)
-        self.restart_at[node] = (pod["metadata"]["uid"], time.monotonic() + backoff)
-        log.info("%s: cc-manager exited (%s); restart %d in %.1fs", node, message, restarts, backoff)
+        self.incarnations.setdefault(node, set()).add((meta["uid"], restarts, None))
+        self.restart_at[node] = (meta["uid"], time.monotonic() + backoff)
+        log.info("%s: cc-manager exited (%s); restart %d in %.1fs", node, message, restarts + 1, backoff)
         return backoff
 
     def _container_up(self, pod):
         cs = ((pod.get("status") or {}).get("containerStatuses") or [{}])[0]
-        ts = now()
-        new = dict(cs, ready=True, started=True, state={"running": {"startedAt": ts}})
-        self._patch_container(pod, new, {"type": "Ready", "status": "True", "lastTransitionTime": ts})
-        return pod["metadata"]["uid"], int(cs.get("restartCount", 0)), ts
+        new = restarted_container_status(cs)
+        self._patch_container(pod, new, {"type": "Ready", "status": "True", "lastTransitionTime": now()})
+        # the pod as it is now: a crash right after this start counts from this run, not the cached one
+        return dict(pod, status=dict(pod.get("status") or {}, containerStatuses=[new]))
 
     def _patch_container(self, pod, status, ready):
         meta = pod["metadata"]
@@ -723,6 +833,11 @@ class GpuNodeAgent(Controller):
         except ApiError as exc:
             if exc.status != 404:
                 raise
+
+
+def vfio_validated(host):
+    """Whether the validator's vfio-pci validation passes on this host: every GPU bound to vfio-pci."""
+    return bool(host.gpus) and all(g.get("driver") == "vfio-pci" for g in host.gpus)
 
 
 def _incarnation(pod):
@@ -756,6 +871,12 @@ class OperandWorkload(workloads.Workload):
                 lines.append("vfio-manager: IOMMU is not enabled on {0}; cannot bind GPUs to vfio-pci".format(host.name))
             for gpu in host.gpus:
                 lines.append("binding {0} ({1}) to vfio-pci".format(gpu["pci_address"], gpu["device_id"]))
+        elif app == APP["sandboxValidator"]:
+            if not vfio_validated(host):
+                # what its vfio-pci-validation init container prints while it waits (WITH_WAIT)
+                lines.append("waiting for vfio-pci driver ...")
+                return workloads.Result(running=True, ready=False, log="\n".join(lines) + "\n")
+            lines.append("all validations are successful")
         else:
             lines.append("{0}: started on {1}".format(app, host.name))
         return workloads.Result(running=True, log="\n".join(lines) + "\n")

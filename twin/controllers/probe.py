@@ -51,7 +51,8 @@ def host_spec(host):
             flags.append("sev_snp")
     iommu = host.iommu_enabled()
     gpus = [{"pci_address": g["pci_address"], "device_id": g["device_id"], "vendor_id": g.get("vendor_id", "0x10de"),
-             "driver": g.get("driver"), "iommu_group": 20 + i} for i, g in enumerate(host.gpus)]
+             "driver": g.get("driver"), "iommu_group": g.get("iommu_group", 20 + i)}
+            for i, g in enumerate(host.gpus)]
     out = {
         "cpu": {"vendor": vendor, "model": cpu["model"], "family": cpu["family"], "model_number": cpu["model_id"],
                 "flags": flags, "count": min(int(cpu["cores"]), 8)},
