@@ -62,9 +62,20 @@ class Window:
     def total(self):
         return len(self.events)
 
+    # Reviews are create requests the API server answers and stores nowhere (kubectl auth can-i, the
+    # collection's access_review): they change no state, so they are not writes.
+    REVIEWS = {"selfsubjectaccessreviews", "selfsubjectrulesreviews", "subjectaccessreviews",
+               "localsubjectaccessreviews", "tokenreviews", "selfsubjectreviews"}
+
     @property
     def writes(self):
-        return [e for e in self.events if e["verb"] in self.WRITE_VERBS]
+        return [e for e in self.events if e["verb"] in self.WRITE_VERBS
+                and (e.get("objectRef") or {}).get("resource") not in self.REVIEWS]
+
+    @property
+    def reviews(self):
+        """The review requests (not writes; see REVIEWS)."""
+        return [e for e in self.events if (e.get("objectRef") or {}).get("resource") in self.REVIEWS]
 
     @property
     def forbidden(self):

@@ -82,7 +82,7 @@ options:
     elements: dict
     default: []
   min_version:
-    description: The lowest OpenShift version that passes.
+    description: The lowest OpenShift version that passes, X.Y or X.Y.Z (refused before anything is read otherwise).
     type: str
     default: 4.21.9
 requirements:
@@ -163,7 +163,7 @@ summary_lines:
 """
 
 from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule
-from ansible_collections.confidential.gpu.plugins.module_utils import preflight
+from ansible_collections.confidential.gpu.plugins.module_utils import arguments, preflight
 from ansible_collections.confidential.gpu.plugins.module_utils.olm_state import MARKETPLACE
 
 EGRESS_CHOICES = {"type": "str", "choices": list(preflight.EGRESS_VALUES)}
@@ -180,6 +180,10 @@ ARGUMENT_SPEC = {
 class PreflightFacts(CgpuModule):
     def execute_module(self):
         p = self.params
+        # A floor that is no version cannot be compared with the cluster's (it was a TypeError traceback).
+        problem = arguments.problem("min_version", p["min_version"], "version")
+        if problem:
+            self.fail_json(msg=problem)
         operators = preflight.operators_for(p["operators"])
         namespaces = {o["namespace"] for o in operators}
         groups = [g for g in self.list("operators.coreos.com/v1", "OperatorGroup")[0]
