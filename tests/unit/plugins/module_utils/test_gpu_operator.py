@@ -93,3 +93,55 @@ def test_default_mode_is_one_the_crd_accepts_and_never_ppcie_or_devtools(mode, d
     assert rendered == default and rendered in enum
     with pytest.raises(ValueError, match="not one of"):
         gpuop.policy_default_mode("bogus")
+
+
+# -- issue 13: what the kata sandbox device plugin advertises, and what the role claims -------------------------------
+
+def _probe_gpu(address, device_id, group):
+    return {"pci_address": address, "device_id": device_id, "iommu_group": group, "driver": "vfio-pci"}
+
+
+def test_expected_pgpu_counts_iommu_groups_as_the_plugin_does():
+    """NVIDIA/sandbox-device-plugin v0.0.3 device_plugin.go: one device per IOMMU group, however many GPUs it holds."""
+    nodes = {"w-0": {"gpus": [_probe_gpu("0000:18:00.0", "0x2331", "20"), _probe_gpu("0000:38:00.0", "0x2331", "21")]},
+             "w-1": {"gpus": [_probe_gpu("0000:18:00.0", "0x2331", "20"), _probe_gpu("0000:38:00.0", "0x2331", "20")]},
+             "w-2": {"gpus": [_probe_gpu("0000:18:00.0", "0x2331", None)]}, "w-3": {"gpus": []}}
+    assert gpuop.pgpu_expected(nodes) == {"w-0": 2, "w-1": 1, "w-2": 1, "w-3": 0}
+
+
+def test_mixed_gpu_models_on_a_node_are_a_problem_for_one_pgpu_resource():
+    nodes = {"w-0": {"gpus": [_probe_gpu("0000:18:00.0", "0x2331", "20"), _probe_gpu("0000:38:00.0", "0x2bb5", "21")]},
+             "w-1": {"gpus": [_probe_gpu("0000:18:00.0", "0x2331", "20")]}}
+    problems = gpuop.pgpu_problems(nodes)
+    assert len(problems) == 1
+    assert problems[0].startswith("w-0 has GPUs of 2 models (0x2331, 0x2bb5)")
+    assert "kubelet keeps only the last" in problems[0]
+
+
+def test_extra_spec_that_renames_the_gpu_resource_is_refused():
+    assert gpuop.spec_problem({}) is None
+    assert gpuop.spec_problem({"gfd": {"enabled": False}}) is None
+    assert gpuop.spec_problem({"kataSandboxDevicePlugin": {"env": []}}) is None  # unset: the plugin's pgpu default
+    problem = gpuop.spec_problem({"kataSandboxDevicePlugin": {"env": [{"name": "P_GPU_ALIAS", "value": ""}]}})
+    assert problem.startswith("gpu_operator_policy_extra_spec sets kataSandboxDevicePlugin P_GPU_ALIAS=''")
+    assert "nvidia.com/pgpu" in problem
+    assert "P_GPU_ALIAS='gpu'" in gpuop.spec_problem(
+        {"kataSandboxDevicePlugin": {"env": [{"name": "P_GPU_ALIAS", "value": "gpu"}]}})
+
+
+def test_role_says_only_what_it_showed():
+    """A task that runs with gpu_operator_verify_gpus=false claims nothing about GPUs bound or advertised; the
+    result says whether nvidia.com/pgpu was checked."""
+    from pathlib import Path
+
+    import yaml
+
+    tasks = yaml.safe_load((Path(__file__).resolve().parents[4] / "roles/gpu_operator/tasks/main.yml").read_text())
+    for task in tasks:
+        when = " ".join(task.get("when") or []) if isinstance(task.get("when"), list) else str(task.get("when", ""))
+        if "gpu_operator_verify_gpus" in when or "ansible.builtin.debug" in task:
+            continue
+        name = task.get("name", "").lower()
+        assert "advertised" not in name and "bound to vfio-pci" not in name, task["name"]
+    result = next(t for t in tasks if "gpu_operator_result" in (t.get("ansible.builtin.set_fact") or {}))
+    assert "pgpu_checked" in result["ansible.builtin.set_fact"]["gpu_operator_result"]
