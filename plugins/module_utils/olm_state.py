@@ -88,16 +88,41 @@ def channel_entries(manifest, channel):
     return None
 
 
-def resolve_target(manifest, package, source, manifests_in_catalog=(), channel=None, version=None, csv=None):
+def manifest_selector(source, source_namespace):
+    """Label selector of the PackageManifests of one catalog.
+
+    The packageserver answers a GET by name with the first package of that name from ANY catalog
+    it serves in the namespace or the global one (operator-framework-olm release-4.21,
+    pkg/package-server/provider/registry.go Get), so the package of a given catalog is found by
+    listing with the ``catalog``/``catalog-namespace`` labels it puts on each manifest.
+    """
+    return "catalog={0},catalog-namespace={1}".format(source, source_namespace)
+
+
+def manifest_in_catalog(manifests, package, source, source_namespace):
+    """The PackageManifest of ``package`` served by catalog ``source_namespace/source``, or None."""
+    for item in manifests:
+        status = item.get("status") or {}
+        if item["metadata"]["name"] == package and status.get("catalogSource") == source and \
+                status.get("catalogSourceNamespace", source_namespace) == source_namespace:
+            return item
+    return None
+
+
+def resolve_target(manifest, package, source, manifests_in_catalog=(), channel=None, version=None, csv=None,
+                   source_namespace=None):
     """The channel and CSV to install: ``{channel, csv, version, entries}``.
 
     Raises :class:`OlmError` naming what exists when the package, the channel or the version
     is not in the catalog.
     """
-    if manifest is None or (manifest.get("status") or {}).get("catalogSource") != source:
+    status = (manifest or {}).get("status") or {}
+    if manifest is None or status.get("catalogSource") != source or (
+            source_namespace and status.get("catalogSourceNamespace", source_namespace) != source_namespace):
         names = sorted(m["metadata"]["name"] for m in manifests_in_catalog)
-        raise OlmError("package {0} is not in catalog {1}; it has: {2}".format(
-            package, source, ", ".join(names) if names else "no packages"))
+        raise OlmError("package {0} is not in catalog {1}{2}; it has: {3}".format(
+            package, source, " of namespace " + source_namespace if source_namespace not in (None, MARKETPLACE) else "",
+            ", ".join(names) if names else "no packages"))
     status = manifest.get("status") or {}
     channels = [c.get("name") for c in status.get("channels") or []]
     channel = channel or status.get("defaultChannel")
@@ -248,6 +273,111 @@ def steps_to(entries, installed, target):
         raise OlmError("installed {0} is newer than the pinned {1}: OLM does not downgrade; remove the operator "
                        "(state=absent) and install the older version, or pin {0}".format(installed, target))
     return names[start + 1: end + 1]
+
+
+def _semver(text):
+    core = str(text or "").strip().lstrip("vV").split("-", 1)[0].split("+", 1)[0]
+    parts = (core.split(".") + ["0", "0"])[:3]
+    return tuple(int(p) if p.isdigit() else 0 for p in parts)
+
+
+def in_skip_range(version, expression):
+    """Whether ``version`` is in an ``olm.skipRange`` (blang/semver ranges: '>=1.9.0 <26.7.0', '||' between)."""
+    if not expression or not version:
+        return False
+    have = _semver(version)
+    for alternative in expression.split("||"):
+        ok = bool(alternative.split())
+        for comparator in alternative.split():
+            op = next((o for o in (">=", "<=", "!=", ">", "<", "==", "=") if comparator.startswith(o)), "")
+            want = _semver(comparator[len(op):])
+            ok = ok and {">=": have >= want, "<=": have <= want, ">": have > want, "<": have < want,
+                         "!=": have != want}.get(op, have == want)
+        if ok:
+            return True
+    return False
+
+
+def channel_head(manifest, channel):
+    """``(csv, version, skipRange)`` of a channel's head as the PackageManifest describes it, or None."""
+    for item in ((manifest or {}).get("status") or {}).get("channels") or []:
+        if item.get("name") == channel:
+            desc = item.get("currentCSVDesc") or {}
+            return item.get("currentCSV"), desc.get("version"), (desc.get("annotations") or {}).get("olm.skipRange", "")
+    return None
+
+
+def package_csvs(manifest):
+    """Every CSV name the PackageManifest lists, in any channel."""
+    return {e.get("name") for c in ((manifest or {}).get("status") or {}).get("channels") or []
+            for e in c.get("entries") or []}
+
+
+def version_of(manifest, csv):
+    """The version the PackageManifest lists for a CSV name (any channel), or None."""
+    for item in ((manifest or {}).get("status") or {}).get("channels") or []:
+        for entry in item.get("entries") or []:
+            if entry.get("name") == csv:
+                return entry.get("version")
+    return None
+
+
+def skip_range_jump(manifest, channel, installed, target):
+    """Refusal text when OLM would upgrade ``installed`` straight past the pinned ``target``, else None.
+
+    OLM's resolver offers, of the CSVs that replace the installed one, list it in ``skips`` or
+    include its version in their ``olm.skipRange``, the one nearest the channel head
+    (registry/resolver/resolver.go getSubscriptionVariables). When the head's skipRange includes the
+    installed version, no InstallPlan for an older CSV of that channel is ever offered.
+    """
+    head = channel_head(manifest, channel)
+    version = version_of(manifest, installed)
+    if not head or not installed or head[0] in (target, installed) or not in_skip_range(version, head[2]):
+        return None
+    others = sorted(c.get("name") for c in ((manifest or {}).get("status") or {}).get("channels") or []
+                    if c.get("currentCSV") == target)
+    return ("OLM would upgrade {0} straight to {1}, the head of channel {2}: its olm.skipRange '{3}' includes {4}, so "
+            "the pinned {5} cannot be reached by upgrade. Pin {6}{7}".format(
+                installed, head[0], channel, head[2], version, target, head[1] or head[0],
+                ", or use channel {0} whose head is {1}".format(" or ".join(others), target) if others else ""))
+
+
+def next_offer(manifest, channel, installed, steps):
+    """The CSV OLM will offer next on the way along ``steps``: the channel head when its skipRange covers the installed."""
+    head = channel_head(manifest, channel)
+    if installed and head and head[0] in steps and in_skip_range(version_of(manifest, installed), head[2]):
+        return head[0]
+    return steps[0] if steps else None
+
+
+def stale_plan(plan, package_csvs, entries, installed, target):
+    """True for an unapproved InstallPlan that OLM resolved for an earlier spec of this Subscription.
+
+    While a Subscription is UpgradePending with an InstallPlan, OLM does not resolve it again
+    (catalog/operator.go nothingToUpdate), so after a channel or startingCSV change the plan made
+    before stays; deleting it makes OLM resolve again (subscription/state.go InstallPlanNotFound).
+    Only a plan that names nothing but this package's CSVs, none of them approved, qualifies: one
+    that is not in the channel any more, or, while nothing is installed, not the pinned start.
+    """
+    spec = (plan or {}).get("spec") or {}
+    csvs = list(spec.get("clusterServiceVersionNames") or [])
+    if spec.get("approved") or not csvs or any(c not in package_csvs for c in csvs):
+        return False
+    names = {e["name"] for e in entries}
+    return any(c not in names for c in csvs) or (installed is None and target not in csvs)
+
+
+def operator_group_problem(namespace, groups):
+    """Why OLM resolves nothing in the namespace (not exactly one OperatorGroup), or None.
+
+    resolver.IsFailForwardEnabled ends the namespace's sync with "found N operatorGroups, expected 1"
+    before any resolution: no InstallPlan and no condition on the Subscription say so.
+    """
+    if len(groups) == 1:
+        return None
+    names = sorted(g["metadata"]["name"] for g in groups)
+    return ("namespace {0} has {1} OperatorGroups{2}: OLM resolves nothing there (no InstallPlan, no condition) until "
+            "there is exactly one".format(namespace, len(groups), " (" + ", ".join(names) + ")" if names else ""))
 
 
 def install_plan_verdict(plan, allowed):

@@ -16,7 +16,11 @@ description:
   - Installs an operator from an OLM catalog into its own namespace with its own OperatorGroup, pinned to one
     version (C(startingCSV)) with C(Manual) InstallPlan approval by default.
   - Before subscribing it checks that the CatalogSource is C(READY) and that the package, the channel and the
-    version exist; when one does not, the error lists what does.
+    version exist in that catalog (its PackageManifest listed by the C(catalog) and C(catalog-namespace) labels, since
+    a GET by name returns the package of any catalog); when one does not, the error lists what does.
+  - OLM upgrades to the CSV nearest the channel head that replaces the installed one, lists it in C(skips) or
+    includes its version in its C(olm.skipRange); a pinned version the head skips over cannot be reached by upgrade,
+    so it is refused before anything changes, naming the head and the channels whose head is the pin.
   - It approves an InstallPlan only when the plan names exactly the pinned CSV (or a step of the upgrade towards
     it) and nothing else. OLM resolves all Subscriptions of a namespace into one InstallPlan, so a plan that would
     also install or upgrade another operator is refused, and the error names the extra CSVs.
@@ -32,6 +36,13 @@ description:
     and InstallPlans, then create the Subscription again - when O(recover_failed=true); otherwise the error
     names these steps.
   - Upgrading is changing O(version); the module approves the InstallPlans up to that version and no further.
+  - OLM does not resolve a Subscription again while it waits on an InstallPlan; after a change of channel or
+    version, an unapproved plan that names only this operator's CSVs resolved for the earlier request is deleted
+    (listed in RV(removed)) so that OLM resolves the new one.
+  - Without exactly one OperatorGroup in the namespace OLM creates no InstallPlan and sets no condition; a wait for
+    an InstallPlan that times out says so.
+  - While waiting it prints a line at each change and at least every 30 seconds, naming what it waits for and what
+    it saw last.
   - With O(state=absent) it deletes the Subscription, then the operator's CSVs, then its OperatorGroup (kept
     while other Subscriptions remain in the namespace). It does not delete operands (custom resources the
     operator manages) or the namespace; delete operands first, while the operator still runs to clean up after
@@ -117,6 +128,9 @@ options:
       - Without it, such a Subscription makes the run wait for OLM and end with these steps in the error.
     type: bool
     default: false
+  progress_file:
+    description: Internal, a pipe the action plugin reads progress lines from while the module runs.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -217,6 +231,12 @@ pending_upgrade:
   returned: when state is present
   type: str
   sample: gpu-operator-certified.v26.3.3
+progress:
+  description: Every progress line printed while waiting (what is awaited and seen, at each change and at least every
+    30 seconds), with the seconds since the start.
+  returned: always
+  type: list
+  elements: str
 removed:
   description: Objects deleted (or that would be, in check mode) with O(state=absent) or by O(recover_failed),
     as C(Kind namespace/name).
@@ -250,6 +270,7 @@ ARGUMENT_SPEC = {
     "subscription": {"type": "str"},
     "timeout": {"type": "int", "default": 600},
     "recover_failed": {"type": "bool", "default": False},
+    "progress_file": {"type": "str"},
 }
 
 
@@ -281,7 +302,8 @@ class OlmOperator(CgpuModule):
     # -- results ----------------------------------------------------------------------------------
 
     def result(self, **extra):
-        out = {"changed": self.changed, "namespace": self.namespace, "operator_group": self.group_name}
+        out = {"changed": self.changed, "namespace": self.namespace, "operator_group": self.group_name,
+               "progress": self.progress_lines}
         out.update(extra)
         if self._diff:
             out["diff"] = self.diffs
@@ -316,11 +338,10 @@ class OlmOperator(CgpuModule):
         catalog = self.get(OLM, "CatalogSource", self.source, p["source_namespace"])
         catalogs = self.list(OLM, "CatalogSource", namespace=p["source_namespace"])[0]
         olm_state.check_catalog(self.source, p["source_namespace"], catalog, catalogs)
-        manifest = self.get(PACKAGES_API, "PackageManifest", self.package, olm_state.MARKETPLACE)
-        in_catalog = []
-        if manifest is None or (manifest.get("status") or {}).get("catalogSource") != self.source:
-            in_catalog = self.list(PACKAGES_API, "PackageManifest", namespace=olm_state.MARKETPLACE,
-                                   label_selector="catalog={0}".format(self.source))[0]
+        # One LIST by the catalog's labels, never a GET by name: that returns the package of any catalog.
+        in_catalog = self.list(PACKAGES_API, "PackageManifest", namespace=p["source_namespace"],
+                               label_selector=olm_state.manifest_selector(self.source, p["source_namespace"]))[0]
+        manifest = olm_state.manifest_in_catalog(in_catalog, self.package, self.source, p["source_namespace"])
 
         existing_sub = self.get(OLM, "Subscription", self.sub_name, self.namespace)
         conflict = olm_state.subscription_conflict(existing_sub, self.package, self.source)
@@ -333,9 +354,14 @@ class OlmOperator(CgpuModule):
         pin_csv, pin_version = p["csv"], p["version"]
         if not pin_csv and not pin_version and installed:
             pin_csv = installed  # unpinned: keep what is installed, never upgrade behind the user's back
-        target = olm_state.resolve_target(manifest, self.package, self.source, in_catalog, p["channel"], pin_version, pin_csv)
+        target = olm_state.resolve_target(manifest, self.package, self.source, in_catalog, p["channel"], pin_version, pin_csv,
+                                          source_namespace=p["source_namespace"])
+        self.manifest = manifest
         try:
             steps = olm_state.steps_to(target["entries"], installed, target["csv"])
+            jump = olm_state.skip_range_jump(manifest, target["channel"], installed, target["csv"]) if steps else None
+            if jump:
+                raise OlmError(jump)
         except OlmError as exc:
             if p["approval"] != "Automatic":
                 raise
@@ -392,6 +418,17 @@ class OlmOperator(CgpuModule):
                 self.missing_plans.add(status["installPlanRef"]["name"])
                 continue
             verdict = olm_state.install_plan_verdict(plan, allowed)
+            if verdict["action"] == "refuse" and olm_state.stale_plan(
+                    plan, olm_state.package_csvs(self.manifest), target["entries"], installed, target["csv"]):
+                # Resolved for this Subscription's earlier channel or start: OLM does not resolve an
+                # UpgradePending Subscription again until its plan is gone (nothingToUpdate).
+                self.warn("InstallPlan {0}/{1} for {2} was resolved before the Subscription asked for {3}; deleted so "
+                          "that OLM resolves again".format(self.namespace, plan["metadata"]["name"],
+                                                           ", ".join(verdict["csvs"]), target["csv"]))
+                self.delete(OLM, "InstallPlan", plan["metadata"]["name"], self.removed)
+                base["removed"] = self.removed
+                self.missing_plans.add(plan["metadata"]["name"])
+                continue
             if verdict["action"] == "refuse":
                 raise OlmError(olm_state.refusal_message(plan, verdict, allowed))
             if verdict["action"] == "approve":
@@ -511,8 +548,9 @@ class OlmOperator(CgpuModule):
                     self.record("InstallPlan {0}/{1}".format(self.namespace, plan["metadata"]["name"]),
                                 {"spec": {"approved": False}}, {"spec": {"approved": True}})
             else:
+                offer = olm_state.next_offer(self.manifest, target["channel"], installed, steps)
                 self.record("InstallPlan (not created yet) for {0}".format(", ".join(steps)),
-                            {}, {"spec": {"clusterServiceVersionNames": steps[:1], "approved": True}})
+                            {}, {"spec": {"clusterServiceVersionNames": [offer] if offer else [], "approved": True}})
         self.changed = True
         return extra
 
@@ -553,8 +591,16 @@ class OlmOperator(CgpuModule):
             self.fail_on_condition(sub)
             return predicate(sub), olm_state.describe_subscription(sub)
 
-        objects = self.watch("Subscription", condition, "Subscription {0}/{1} to show {2}".format(
-            self.namespace, self.sub_name, what), self.sub_name)
+        try:
+            objects = self.watch("Subscription", condition, "Subscription {0}/{1} to show {2}".format(
+                self.namespace, self.sub_name, what), self.sub_name)
+        except OlmError as exc:
+            # Without exactly one OperatorGroup OLM resolves nothing and says so nowhere: say it here.
+            problem = olm_state.operator_group_problem(
+                self.namespace, self.list(OLM_V1, "OperatorGroup", namespace=self.namespace)[0])
+            if problem and str(exc).startswith("Timed out"):
+                raise OlmError("{0}; {1}".format(exc, problem))
+            raise
         return objects[(self.namespace, self.sub_name)]
 
     def wait_plan(self, name):
@@ -663,7 +709,7 @@ def main():
     try:
         module.run()
     except OlmError as exc:  # raised from inside a watch condition
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), progress=module.progress_lines)
 
 
 if __name__ == "__main__":

@@ -226,3 +226,69 @@ def test_defaults_for_the_four_packages():
     assert o.defaults("gpu-operator-certified") == {"source": "certified-operators", "namespace": "nvidia-gpu-operator",
                                                     "operator_group": "nvidia-gpu-operator-group"}
     assert o.defaults("unknown") == {}
+
+
+# -- issue 13: catalog lookup, skipRange, stale plans, OperatorGroups ------------------------------------
+
+
+def skip_ranged(name="gpu-operator-certified"):
+    """The GPU operator's manifest with its heads' olm.skipRange '>=1.9.0 <VERSION', as the packageserver shows it."""
+    m = manifest(name)
+    for channel in m["status"]["channels"]:
+        version = channel["entries"][0]["version"]
+        channel["currentCSVDesc"] = {"version": version, "annotations": {"olm.skipRange": f">=1.9.0 <{version}"}}
+    return m
+
+
+def test_manifest_of_the_named_catalog_and_namespace_only():
+    ours = manifest()
+    ours["status"]["catalogSourceNamespace"] = "mirror"
+    other = manifest()
+    other["status"]["catalogSourceNamespace"] = "openshift-marketplace"
+    assert o.manifest_in_catalog([other, ours], "gpu-operator-certified", "certified-operators", "mirror") is ours
+    assert o.manifest_in_catalog([other], "gpu-operator-certified", "certified-operators", "mirror") is None
+    assert o.manifest_selector("redhat-operators", "mirror") == "catalog=redhat-operators,catalog-namespace=mirror"
+    with pytest.raises(OlmError, match="not in catalog certified-operators of namespace mirror; it has: no packages"):
+        o.resolve_target(other, "gpu-operator-certified", "certified-operators", source_namespace="mirror")
+
+
+@pytest.mark.parametrize("version, expression, inside", [
+    ("26.3.1", ">=1.9.0 <26.7.0", True), ("26.7.0", ">=1.9.0 <26.7.0", False), ("1.8.9", ">=1.9.0 <26.7.0", False),
+    ("4.21.0", ">=4.9.0 <4.21.1", True), ("v4.21.0", "<4.0.0 || >=4.21.0", True), ("4.20.0", "", False)])
+def test_skip_range(version, expression, inside):
+    assert o.in_skip_range(version, expression) is inside
+
+
+def test_a_pin_below_a_head_whose_skip_range_covers_the_installed_is_unreachable():
+    message = o.skip_range_jump(skip_ranged(), "stable", "gpu-operator-certified.v26.3.1", "gpu-operator-certified.v26.3.3")
+    assert message.startswith("OLM would upgrade gpu-operator-certified.v26.3.1 straight to gpu-operator-certified.v26.7.0")
+    assert "Pin 26.7.0, or use channel v26.3 whose head is gpu-operator-certified.v26.3.3" in message
+    assert o.skip_range_jump(skip_ranged(), "stable", "gpu-operator-certified.v26.3.1", "gpu-operator-certified.v26.7.0") \
+        is None
+    assert o.skip_range_jump(manifest(), "stable", "gpu-operator-certified.v26.3.1", "gpu-operator-certified.v26.3.3") \
+        is None, "without a skipRange the replaces chain reaches every step"
+    assert o.next_offer(skip_ranged(), "stable", "gpu-operator-certified.v26.3.1",
+                        ["gpu-operator-certified.v26.3.3", "gpu-operator-certified.v26.7.0"]) == \
+        "gpu-operator-certified.v26.7.0"
+
+
+def test_stale_plan_only_for_our_unapproved_csvs_resolved_for_another_spec():
+    ours = o.package_csvs(manifest())
+    v267 = o.channel_entries(manifest(), "v26.7")
+    old = plan(["gpu-operator-certified.v26.3.1"])
+    assert o.stale_plan(old, ours, v267, None, "gpu-operator-certified.v26.7.0")
+    assert not o.stale_plan(plan(["gpu-operator-certified.v26.3.1"], approved=True), ours, v267, None,
+                            "gpu-operator-certified.v26.7.0")
+    assert not o.stale_plan(plan(["gpu-operator-certified.v26.3.1", "nfd.v4.21.0"]), ours, v267, None,
+                            "gpu-operator-certified.v26.7.0"), "another operator's CSV: not ours to delete"
+    stable = o.channel_entries(manifest(), "stable")
+    assert not o.stale_plan(plan(["gpu-operator-certified.v26.7.0"]), ours, stable, "gpu-operator-certified.v26.3.1",
+                            "gpu-operator-certified.v26.3.3"), "an offer past the pin is OLM's answer, not stale"
+    assert o.stale_plan(plan(["gpu-operator-certified.v26.3.1"]), ours, stable, None, "gpu-operator-certified.v26.3.3")
+
+
+def test_operator_group_problem():
+    assert o.operator_group_problem("ns", [{"metadata": {"name": "a"}}]) is None
+    assert o.operator_group_problem("ns", []) == ("namespace ns has 0 OperatorGroups: OLM resolves nothing there (no "
+                                                  "InstallPlan, no condition) until there is exactly one")
+    assert "has 2 OperatorGroups (a, b)" in o.operator_group_problem("ns", [{"metadata": {"name": n}} for n in "ba"])
