@@ -23,15 +23,30 @@ def gpu_operator_version_problem(version):
     return gpu_operator.version_problem(version) or ""
 
 
-def probe_gpu_counts(probe_nodes):
-    """Node name to the number of NVIDIA GPUs M(confidential.gpu.node_probe) found on the host."""
+def _probe_nodes(name, probe_nodes):
     if not isinstance(probe_nodes, dict):
-        raise AnsibleFilterError("probe_gpu_counts: expects node_probe's nodes (a dict), got {0}".format(
-            type(probe_nodes).__name__))
-    return {name: len((facts or {}).get("gpus") or []) for name, facts in probe_nodes.items()}
+        raise AnsibleFilterError("{0}: expects node_probe's nodes (a dict), got {1}".format(
+            name, type(probe_nodes).__name__))
+    return probe_nodes
+
+
+def probe_gpu_counts(probe_nodes):
+    """Node name to the nvidia.com/pgpu devices the GPUs M(confidential.gpu.node_probe) found make (one per IOMMU group)."""
+    return gpu_operator.pgpu_expected(_probe_nodes("probe_gpu_counts", probe_nodes))
+
+
+def probe_pgpu_problems(probe_nodes):
+    """Why the GPUs found could not all be advertised as nvidia.com/pgpu (mixed models on a node); empty when none."""
+    return gpu_operator.pgpu_problems(_probe_nodes("probe_pgpu_problems", probe_nodes))
+
+
+def gpu_operator_spec_problem(extra_spec):
+    """Empty when gpu_operator_policy_extra_spec keeps the GPUs nvidia.com/pgpu, else why not."""
+    return gpu_operator.spec_problem(extra_spec) or ""
 
 
 class FilterModule:
     def filters(self):
         return {"gpu_cluster_policy": gpu_cluster_policy, "gpu_operator_version_problem": gpu_operator_version_problem,
-                "probe_gpu_counts": probe_gpu_counts}
+                "probe_gpu_counts": probe_gpu_counts, "probe_pgpu_problems": probe_pgpu_problems,
+                "gpu_operator_spec_problem": gpu_operator_spec_problem}

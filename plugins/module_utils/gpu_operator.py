@@ -37,8 +37,8 @@ NFD_GPU = "feature.node.kubernetes.io/pci-10de.present"
 DEFAULT_MODES = ("on", "off", "devtools")
 CC_MODES = ("on", "off", "ppcie", "devtools")
 
-__all__ = ["parse_version", "version_problem", "policy_default_mode", "cluster_policy", "policy_summary",
-           "pgpu_report"]
+__all__ = ["parse_version", "version_problem", "policy_default_mode", "cluster_policy", "spec_problem", "policy_summary",
+           "pgpu_expected", "pgpu_problems", "pgpu_report"]
 
 
 def parse_version(text):
@@ -116,6 +116,25 @@ def cluster_policy(version, name="gpu-cluster-policy", cc_mode="on", extra_spec=
     return {"apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy", "metadata": {"name": name}, "spec": spec}
 
 
+def spec_problem(extra_spec):
+    """None, or why ``gpu_operator_policy_extra_spec`` would make the GPUs something other than ``nvidia.com/pgpu``.
+
+    The kata sandbox device plugin (NVIDIA/sandbox-device-plugin v0.0.3 cmd/main.go) names its resource after
+    ``P_GPU_ALIAS``: ``pgpu`` when the variable is unset, the GPU model (``nvidia.com/GH100_H100_PCIE``) when it
+    is empty. This collection's pods, checks and report ask for ``nvidia.com/pgpu``, so another name is refused.
+    """
+    plugin = (extra_spec or {}).get("kataSandboxDevicePlugin") or {}
+    if "env" not in plugin:
+        return None
+    for env in plugin.get("env") or []:
+        if isinstance(env, dict) and env.get("name") == "P_GPU_ALIAS" and (env.get("value") or "") != PGPU_ALIAS:
+            return ("gpu_operator_policy_extra_spec sets kataSandboxDevicePlugin P_GPU_ALIAS={0!r}: the kata sandbox "
+                    "device plugin would advertise the GPUs as nvidia.com/{1}, and this collection's pods and checks "
+                    "ask for nvidia.com/{2}. Leave P_GPU_ALIAS out or set it to {2!r}".format(
+                        env.get("value") or "", env.get("value") or "<GPU model name>", PGPU_ALIAS))
+    return None
+
+
 def _merge(base, extra):
     out = copy.deepcopy(base)
     for key, value in (extra or {}).items():
@@ -164,6 +183,44 @@ def policy_summary(policy, pods=()):
     if bad:
         parts.append("operand pods not ready: " + "; ".join(bad))
     return False, ". ".join(parts)
+
+
+def _gpus(facts):
+    return [g for g in (facts or {}).get("gpus") or [] if isinstance(g, dict)]
+
+
+def pgpu_expected(probe_nodes):
+    """Node name to the ``nvidia.com/pgpu`` devices its host's GPUs make, from M(confidential.gpu.node_probe) facts.
+
+    The kata sandbox device plugin advertises one device per IOMMU group (NVIDIA/sandbox-device-plugin v0.0.3
+    pkg/device_plugin/device_plugin.go ``createIommuDeviceMap``): GPUs sharing a group go to one pod together and
+    count once. A GPU the probe saw in no group counts on its own (the host checks refuse that case anyway).
+    """
+    counts = {}
+    for name, facts in (probe_nodes or {}).items():
+        groups = set()
+        for gpu in _gpus(facts):
+            group = gpu.get("iommu_group")
+            groups.add(("group", str(group)) if group is not None else ("gpu", gpu.get("pci_address")))
+        counts[name] = len(groups)
+    return counts
+
+
+def pgpu_problems(probe_nodes):
+    """Why a node's GPUs could not all be advertised as one ``nvidia.com/pgpu`` resource: mixed GPU models.
+
+    The plugin starts one device plugin per PCI device id, each under the same alias; the kubelet's device
+    manager keeps the endpoint registered last for a resource name, so only one model's GPUs are advertised.
+    """
+    problems = []
+    for name in sorted(probe_nodes or {}):
+        models = sorted({str(g.get("device_id")).lower() for g in _gpus(probe_nodes[name])})
+        if len(models) > 1:
+            problems.append("{0} has GPUs of {1} models ({2}): the kata sandbox device plugin registers "
+                            "nvidia.com/{3} once per model and the kubelet keeps only the last one registered, so "
+                            "only one model's GPUs would be advertised. Use one GPU model per node".format(
+                                name, len(models), ", ".join(models), PGPU_ALIAS))
+    return problems
 
 
 def pgpu_report(nodes, expected, resource="nvidia.com/" + PGPU_ALIAS):
