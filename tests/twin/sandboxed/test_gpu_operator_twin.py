@@ -370,3 +370,35 @@ def test_crash_looping_cc_manager_shows_crash_loop_back_off(policy):
         policy.set_faults([])
         _set_mode(kube, node, None)
         wait_for(kube, NODES, lambda items: _state(items, node) == ("on", "true"), timeout=60)
+
+
+def test_cc_manager_default_forced_off_without_a_host_tee_and_a_label_applied_anyway():
+    """k8s-cc-manager v0.4.3 main.py ``main``: the default becomes ``off`` where ``is_host_cc_enabled`` is false;
+    ``set_cc_mode`` only warns for a label other than off there."""
+    env = [{"name": "DEFAULT_CC_MODE", "value": "on"}]
+    assert gpuop.cc_manager_mode("", env, host_cc=True) == "on"
+    assert gpuop.cc_manager_mode("", [], host_cc=True) == "on"  # argparse default
+    assert gpuop.cc_manager_mode("", env, host_cc=False) == "off"
+    assert gpuop.cc_manager_mode("on", env, host_cc=False) == "on"
+
+
+@pytest.mark.twin
+def test_cc_manager_reapplies_at_every_pod_start(policy):
+    """watch_and_apply: at start it applies the label (or default) and writes the state; later only label changes.
+    A state label changed behind its back stays until its pod restarts."""
+    kube = policy.kube
+    node = "worker-0"
+    pods = path("v1", "pods", namespace=GPU_NAMESPACE)
+    selector = dict(labelSelector="name=nvidia-cc-manager", fieldSelector=f"spec.nodeName={node}")
+    kube.merge_patch(path("v1", "nodes", node), {"metadata": {"labels": {"nvidia.com/cc.mode.state": "stale"}}})
+    try:
+        unrelated = {"metadata": {"annotations": {"twin.confidential.gpu/poke": "1"}}}
+        kube.merge_patch(path("v1", "nodes", node), unrelated)  # a node event that is no label change
+        assert _state({node: kube.get(path("v1", "nodes", node))}, node)[0] == "stale"
+        old = next(iter(kube.list(pods, **selector)["items"]))
+        kube.delete(path("v1", "pods", old["metadata"]["name"], GPU_NAMESPACE))
+        wait_for(kube, NODES, lambda items: _state(items, node) == ("on", "true"), timeout=60,
+                 what="cc-manager's new pod writing the state again")
+    finally:
+        kube.merge_patch(path("v1", "nodes", node), {"metadata": {"annotations": {"twin.confidential.gpu/poke": None}}})
+        wait_for(kube, NODES, lambda items: _state(items, node) == ("on", "true"), timeout=60)
