@@ -323,6 +323,19 @@ def host_cc_enabled(host):
     return params.get("kvm_intel.tdx") == "Y" or params.get("kvm_amd.sev_snp") == "Y"
 
 
+def cc_manager_mode(label, env, host_cc):
+    """The mode cc-manager applies (NVIDIA/k8s-cc-manager v0.4.3 main.py ``with_default`` and ``main``): the
+    node's ``nvidia.com/cc.mode`` label when set, else ``DEFAULT_CC_MODE`` (``on`` when absent), which ``main``
+    overrides to ``off`` on a host without TDX/SNP. A label is applied even there (``set_cc_mode`` only warns)."""
+    if label:
+        return label
+    default = next((e.get("value") for e in env or [] if isinstance(e, dict) and e.get("name") == "DEFAULT_CC_MODE"),
+                   None)
+    if not host_cc:
+        return "off"
+    return "on" if default is None else default  # set but empty: no mode, cc-manager skips
+
+
 def cc_plan(mode, gpus):
     """What k8s-cc-manager does for ``mode`` on these GPUs: ``(action, detail)``.
 
@@ -728,13 +741,12 @@ class GpuNodeAgent(Controller):
         return self._apply(node, host, pod, label)
 
     def _default_mode(self, pod, host):
-        env = {e.get("name"): e.get("value") for c in (pod.get("spec") or {}).get("containers") or []
-               for e in c.get("env") or []}
-        return env.get("DEFAULT_CC_MODE", "on") if host_cc_enabled(host) else "off"
+        env = [e for c in (pod.get("spec") or {}).get("containers") or [] for e in c.get("env") or []]
+        return cc_manager_mode("", env, host_cc_enabled(host))
 
     def _apply(self, node, host, pod, label):
         name = node["metadata"]["name"]
-        mode = label or self._default_mode(pod, host)
+        mode = label or self._default_mode(pod, host)  # cc_manager_mode: with_default
         action, detail = cc_plan(mode, host.gpus)
         if self.world.fault("cc-manager-crash-loop", node=name):
             action, detail = "exit", "GPU {0} cannot take CC mode {1!r} (fault injected)".format(
