@@ -20,7 +20,13 @@ Then the whole bring-up, host configuration and OpenShift sandboxed containers t
    gpu_operator, sandboxed_containers again for the GPU runtime class) runs once.
 
 Prints the reboots of the whole sequence beside the manual flow's, and exits non-zero unless the
-collection's sequence rebooted every worker exactly once.
+collection's sequence rebooted every worker exactly once. During it, as soon as OSC creates ``kata-oc``, the
+bench changes FeatureGate ``cluster``'s spec, so the MCO twin's kubelet-config controller writes
+``97-``/``98-kata-oc-generated-kubelet`` racing the pool's first render (upstream writes them for a new pool only
+at such a change or a controller restart); the worker ones and ``99-worker-generated-registries`` are in kata-oc's
+render through its selector (upstream writes registries only for built-in pools). It prints kata-oc's generated
+MachineConfigs and rendered configs, and what the sandboxed_containers role does with a CRI-O log level other
+than ``info`` (OSC's ContainerRuntimeConfig; ``tests/twin/sandboxed/test_osc_twin.py`` measures both orders of it).
 """
 
 import os
@@ -105,14 +111,79 @@ def run_playbook(cluster, tmp, playbook, what):
     return [line.strip() for line in proc.stdout.splitlines() if "nodes updated" in line and line.strip().startswith("[")]
 
 
+MC_API = "machineconfiguration.openshift.io/v1"
+FEATURE_GATE = path("config.openshift.io/v1", "featuregates", "cluster")
+
+
+def touch_feature_gate_when_kata_oc_appears(kube, seen):
+    """Change FeatureGate cluster's spec as soon as OSC has created kata-oc: the MCO's kubelet-config controller
+    then writes 97-/98-kata-oc-generated-kubelet (it has no pool handler, so a new pool gets them only at such
+    a change or a controller restart), racing kata-oc's first render."""
+    pools = path(MC_API, "machineconfigpools")
+    listing = kube.list(pools)
+    if not any(p["metadata"]["name"] == "kata-oc" for p in listing["items"]):
+        for kind, obj in kube.watch(pools, listing["metadata"]["resourceVersion"], timeout_seconds=1800):
+            if kind == "ERROR":
+                return
+            if kind == "ADDED" and obj["metadata"]["name"] == "kata-oc":
+                break
+    kube.merge_patch(FEATURE_GATE, {"spec": {"customNoUpgrade": {"enabled": ["BenchGate"]}}})
+    seen["touched"] = time.monotonic()
+
+
+def generated_view(kube):
+    """kata-oc's rendered source: the MCO-generated MachineConfigs in it, and how many rendered configs it had."""
+    pool = kube.get(path(MC_API, "machineconfigpools", "kata-oc"))
+    source = [s["name"] for s in pool["spec"]["configuration"]["source"]]
+    rendered = sorted(m["metadata"]["name"] for m in kube.list(path(MC_API, "machineconfigs"))["items"]
+                      if m["metadata"]["name"].startswith("rendered-kata-oc-"))
+    return {"generated": [n for n in source if "-generated-" in n], "rendered": rendered,
+            "target": pool["spec"]["configuration"]["name"]}
+
+
+LOG_LEVEL_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: confidential.gpu.sandboxed_containers
+      sandboxed_containers_log_level: debug
+"""
+
+
+def log_level_refusal(cluster, tmp):
+    """What the sandboxed_containers role does with a CRI-O log level other than info (not accepted)."""
+    file = Path(tmp) / "log-level.yml"
+    file.write_text(LOG_LEVEL_PLAY)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / "build" / "collections"),
+               ANSIBLE_HOME=str(REPO / "build" / "ansible-home"), K8S_AUTH_KUBECONFIG=str(cluster.kubeconfig),
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           str(file)], env=env, capture_output=True, text=True, cwd=REPO, timeout=600, check=False)
+    line = next((ln.strip() for ln in proc.stdout.splitlines() if "sandboxed_containers_log_level is" in ln), "")
+    return proc.returncode, line
+
+
 def whole_bring_up(tmp):
-    """The collection's whole sequence on a fresh twin: reboots per worker, seconds, progress lines."""
+    """The collection's whole sequence on a fresh twin: reboots per worker, seconds, progress lines, kata-oc's
+    generated MachineConfigs, and what the role does with a non-info log level."""
+    import threading
+
     cluster = Cluster("bench-reboots-whole", Path(tmp) / "twin-whole")
     cluster.up(PROFILE, log=lambda msg: None)
     try:
         kube = cluster.kube("admin")
         names = workers(kube)
-        return measure(kube, names, lambda: run_playbook(cluster, tmp, BRINGUP, "bring-up"))
+        seen = {}
+        toucher = threading.Thread(target=touch_feature_gate_when_kata_oc_appears, args=(cluster.kube("admin"), seen),
+                                   daemon=True)
+        toucher.start()
+        result = measure(kube, names, lambda: run_playbook(cluster, tmp, BRINGUP, "bring-up"))
+        toucher.join(timeout=5)
+        view = generated_view(kube)
+        view["touched"] = "touched" in seen
+        view["log_level"] = log_level_refusal(cluster, tmp)
+        return result + (view,)
     finally:
         cluster.down()
 
@@ -152,7 +223,7 @@ def main():
             manual_osc, manual_osc_s, _lines = measure(kube, names, lambda: run_playbook(cluster, tmp, MANUAL_OSC, "osc"))
         finally:
             cluster.down()
-        whole, whole_s, whole_progress = whole_bring_up(tmp)
+        whole, whole_s, whole_progress, view = whole_bring_up(tmp)
 
     width = max(len(n) for n in names)
     print(f"reboots per node on profile {PROFILE!r} ({len(names)} TDX workers), same MachineConfigs: "
@@ -186,12 +257,27 @@ def main():
     print("  collection progress lines:")
     for line in whole_progress:
         print("    " + line)
+    print("  kata-oc's MCO-generated MachineConfigs (worker ones through its selector, its own kubelet ones after a "
+          f"FeatureGate change {'made' if view['touched'] else 'NOT made'} when the pool appeared):")
+    print("    " + ", ".join(view["generated"]))
+    print(f"  rendered configs of kata-oc: {len(view['rendered'])} ({', '.join(view['rendered'])}); "
+          f"target {view['target']}")
+    rc, line = view["log_level"]
+    print(f"  sandboxed_containers with sandboxed_containers_log_level=debug: exit {rc}, "
+          f"{'refused: ' + line if line else 'no refusal seen'}")
     failed = 0
     if any(v != 1 for v in role.values()):
         print(f"FAIL: the role must reboot every worker exactly once, got {role}")
         failed = 1
     if any(v != 1 for v in whole.values()):
         print(f"FAIL: the whole bring-up must reboot every worker exactly once, got {whole}")
+        failed = 1
+    if not {"97-kata-oc-generated-kubelet", "98-kata-oc-generated-kubelet", "99-worker-generated-registries"} <= set(
+            view["generated"]):
+        print(f"FAIL: kata-oc's render lacks the MCO-generated MachineConfigs it should have: {view['generated']}")
+        failed = 1
+    if rc == 0 or not line:
+        print("FAIL: the role did not refuse a non-info log level")
         failed = 1
     return failed
 
