@@ -103,6 +103,9 @@ def test_temporarily_failed_csv_is_waited_through(twin, namespace, olm_operator)
         twin.set_faults([])
     assert not result.get("failed"), result["msg"]
     assert result["csv_phase"] == "Succeeded"
+    # The wait said what it saw as it went (printed by the action plugin, returned in progress).
+    assert any("CSV trustee-operator.v1.2.1" in line for line in result["progress"]), \
+        result["progress"]
 
 
 def test_no_retry_fails_fast_and_recover_failed_performs_the_recovery(twin, namespace, olm_operator):
