@@ -8,12 +8,19 @@ nodes the kubelet twin has to keep up as 1000 kubelets would. Slow (minutes on a
 the scale bench (tests/bench/scale.py) shows the same numbers beside its request counts.
 """
 
+import os
+
 import pytest
 
 from tests.bench.scale import GRACE, extra_taints, registered_taints, taints_over
 from twin.cluster import Cluster
 
-pytestmark = [pytest.mark.twin, pytest.mark.slow]
+# Minutes of a 1000-node twin: with the benchmarks (CGPU_FULL=1 ./scripts/test.sh), not in every run.
+pytestmark = [
+    pytest.mark.twin,
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("CGPU_FULL") != "1", reason="1000-node twin: runs with CGPU_FULL=1"),
+]
 
 
 def test_a_thousand_nodes_come_up_and_stay_untainted(tmp_path):
