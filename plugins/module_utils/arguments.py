@@ -42,7 +42,7 @@ def problem(variable, value, form):
         if found or not value:
             return found
         reason = gpu_operator.version_problem(value)
-        return "{0}={1!r}: {2}.".format(variable, str(value), reason) if reason else None
+        return "{0}={1}: {2}.".format(variable, value, reason) if reason else None
     if form not in FORMS:
         raise ValueError("unknown form {0!r}; one of {1}".format(form, ", ".join(sorted(FORMS) + ["gpu_operator_version"])))
     pattern, valid, empty_ok = FORMS[form]

@@ -53,9 +53,17 @@ def site_as_reader(twin, run_playbook, reader, tmp_path, **extra_vars):
     return run, tried, reviews
 
 
+OUTPUT = REPO / "tests" / "output" / "early-refusal"
+
+
 def failure(run):
-    """The message site.yml stopped with (its last task, 'Fail when a step failed')."""
+    """The message site.yml stopped with (its last task, 'Fail when a step failed'), kept in tests/output."""
+    import os
+
     result = run.result("Fail when a step failed")
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / (os.environ.get("PYTEST_CURRENT_TEST", "run").split("::")[-1].split(" ")[0] + ".txt")).write_text(
+        result["msg"] + "\n")
     return result["msg"]
 
 
@@ -117,3 +125,15 @@ def test_a_missing_kubeconfig_is_named(run_playbook, tmp_path):
     assert run.rc != 0
     message = failure(run)
     assert str(missing) in message and "K8S_AUTH_KUBECONFIG" in message, message
+
+
+def test_the_review_in_check_mode_asks_the_same_and_writes_nothing(twin, run_playbook):
+    playbook = [{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "review", "register": "review", "confidential.gpu.access_review": {"reviews": [
+            {"module": "olm_operator", "namespace": "openshift-nfd"}, {"module": "machine_configs"}]}}]}]
+    with twin.audit.window(user="admin") as window:
+        run = run_playbook(playbook, env=twin.env(), check=True)
+    result = run.result("review")
+    assert run.rc == 0 and result["denied"] == [] and result["requests"] == len(result["allowed"]) == 10, result
+    assert window.writes == [], [(e["verb"], e["requestURI"]) for e in window.writes]
+    assert len(window.reviews) == 10 and all("dryRun=All" in e["requestURI"] for e in window.reviews)

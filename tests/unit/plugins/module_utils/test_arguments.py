@@ -42,7 +42,7 @@ def test_gpu_operator_version_also_needs_kata_sandboxes():
     banana = a.problem("gpu_operator_version", "banana", "gpu_operator_version")
     assert banana.startswith("gpu_operator_version='banana' is not valid") and "X.Y.Z" in banana
     old = a.problem("gpu_operator_version", "25.10.1", "gpu_operator_version")
-    assert old.startswith("gpu_operator_version='25.10.1':") and "older than 26.3.0" in old
+    assert old.startswith("gpu_operator_version=25.10.1: NVIDIA GPU operator 25.10.1") and "older than 26.3.0" in old
 
 
 @pytest.mark.parametrize("value,ok", [("", True), ("stable", True), ("v26.3", True), ("release-1.2", True),
