@@ -269,3 +269,36 @@ def test_the_bring_up_writes_its_report_when_the_api_server_cannot_be_reached(ru
     (OUTPUT / "report-unreachable.txt").write_text("\n".join(summary) + "\n")
     assert any("could not be read" in line for line in summary), summary
     assert not any(line.startswith("READY") for line in summary), summary
+
+
+def test_a_proof_that_stops_halfway_is_reported_with_where_and_why(run_playbook, tmp_path):
+    """The smoke role stops at its first call to Trustee's cluster (nothing answers there): smoke_result still says
+    where and why, so the report shows the proof failed and the reason, never PASS or READY."""
+    kubeconfig, port = _closed_port_kubeconfig(tmp_path)
+    report_dir = tmp_path / "report"
+    playbook = [{
+        "name": "Proof and report", "hosts": "localhost", "gather_facts": False, "vars": {"site_failed": False},
+        "tasks": [{
+            "name": "Bring up, step by step",
+            "block": [{"name": "The proof", "ansible.builtin.include_role": {"name": "confidential.gpu.smoke"},
+                       "vars": {"smoke_kbs_url": "https://kbs.apps.trusted.example.com", "smoke_tee": "tdx",
+                                "smoke_timeout": 10}}],
+            "rescue": [{"name": "Remember what failed", "ansible.builtin.set_fact": {
+                "site_failed": True,
+                "site_failure": "{{ ansible_failed_task.name }}: {{ ansible_failed_result.msg | default('failed') }}"}}],
+            "always": [{"name": "Report", "ansible.builtin.include_role": {"name": "confidential.gpu.report"},
+                        "vars": {"report_dir": str(report_dir),
+                                 "report_failure": "{{ site_failure if site_failed else none }}"}}]}]}]
+    run = run_playbook(playbook, env={"K8S_AUTH_KUBECONFIG": str(kubeconfig)})
+    assert run.rc == 0, (run.stdout[-3000:], run.stderr[-2000:])  # the rescue took the failure, as in site.yml
+    data = json.loads((report_dir / "report.json").read_text())
+    jsonschema.validate(data, schema())
+    smoke = next(s for s in data["steps"] if s["name"] == "smoke")
+    assert smoke["status"] == "fail" and data["proof"]["ran"] is True and data["proof"]["passed"] is False, smoke
+    assert "pass" not in {c["status"] for c in data["proof"]["checks"]}, data["proof"]["checks"]
+    stopped = next(c for c in data["proof"]["checks"] if c["name"] == "proof ran to the end")
+    assert stopped["status"] == "fail" and "Read Trustee's token signing certificate" in stopped["detail"], stopped
+    # That task is no_log (it reads a Secret): its message is hidden, so only where it stopped is said.
+    assert "hidden" in stopped["detail"] or str(port) in stopped["detail"], stopped
+    assert all((report_dir / f).exists() for f in ("report.json", "report.md", "report.xml", "report.html"))
+    assert data["verdict"]["ready"] is False
