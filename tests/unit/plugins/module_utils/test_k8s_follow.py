@@ -8,6 +8,7 @@ BOOKMARKs). The real watch against the twin's API server is tested in tests/twin
 from __future__ import annotations
 
 import threading
+import time
 import types
 
 import pytest
@@ -182,3 +183,10 @@ def test_ensure_honours_kubernetes_core_options_only_as_kubernetes_core_declares
     assert seen["svc_params"]["merge_type"] == ["merge"]
     with pytest.raises(TypeError):
         mod.ensure({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}, merge="yes")
+
+
+def test_a_wait_over_at_the_first_look_makes_no_watch():
+    client = ScriptedClient([Listing([node("a", 5, ready="yes"), node("b", 6, ready="yes")], 10)], [])
+    module(client).watch_until("v1", "Node", labelled, 5, "two ready nodes")
+    time.sleep(0.3)  # give a watch that should not come the time to show up
+    assert [c[0] for c in client.calls] == ["list"]
