@@ -156,8 +156,12 @@ class Informer:
     def _failure(self, verb, exc):
         return CoreException("Cannot {0} {1}: {2}".format(verb, self.describe(), api_error_message(exc)))
 
-    def run(self, out, stop, deadline):
-        """Thread body: (informer, what, payload) tuples on ``out`` until ``stop`` or the deadline."""
+    def run(self, out, stop, deadline, proceed=None):
+        """Thread body: (informer, what, payload) tuples on ``out`` until ``stop`` or the deadline.
+
+        With ``proceed`` (an Event), the first watch waits for it: a wait that is over at the first look
+        (a re-run) then costs one list per kind and no watch.
+        """
         version = None
         delay = BACKOFF_FIRST
         verb = "list"
@@ -169,6 +173,12 @@ class Informer:
                     version = (listing.get("metadata") or {}).get("resourceVersion")
                     out.put((self, "SYNC", listing.get("items") or []))
                     delay = BACKOFF_FIRST
+                if proceed is not None:
+                    while not proceed.wait(1.0):
+                        if stop.is_set() or time.monotonic() >= deadline:
+                            return
+                    if stop.is_set():
+                        return
                 verb = "watch"
                 seconds = max(1, min(WATCH_SECONDS, int(deadline - time.monotonic())))
                 for event in self.module.client.client.watch(self.resource, resource_version=version, timeout=seconds,
@@ -398,8 +408,9 @@ class CgpuModule(AnsibleK8SModule):
         started = time.monotonic()
         events = queue.Queue()
         stop = threading.Event()
+        proceed = threading.Event()  # set once the first look at the lists is not the end of the wait
         for informer in informers:
-            threading.Thread(target=informer.run, args=(events, stop, deadline), daemon=True).start()
+            threading.Thread(target=informer.run, args=(events, stop, deadline, proceed), daemon=True).start()
         line, said_at = "nothing yet", time.monotonic()
         wake_at = None
         try:
@@ -436,6 +447,7 @@ class CgpuModule(AnsibleK8SModule):
                         self.progress(line)
                     if done:
                         return True, line
+                    proceed.set()
                     again = recheck() if recheck else None
                     wake_at = None if again is None else time.monotonic() + max(0.0, again)
                 now = time.monotonic()
