@@ -245,7 +245,6 @@ def _kbs_pod(kube, namespace):
 
 
 def test_tampered_initdata_is_refused(trustee, node):
-    kube, ns = trustee["kube"], trustee["namespace"]
     profile, host = node
     url = f"https://{trustee['host']}"
     launched = initdata.render(url, kbs_cert=trustee["pki"].ca_pem)

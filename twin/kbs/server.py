@@ -100,7 +100,6 @@ class Kbs:
                 self.trusted_certs.extend(x509.load_pem_x509_certificates(self._file(path)))
             except (OSError, ValueError) as exc:
                 say(f"attestation_token: trusted certificate {path} not loaded ({exc})")
-        service = self.conf.get("attestation_service") or {}
         # [attestation_service.verifier_config.dcap_verifier] collateral_service (the operator's templates)
         self.pcs_url = kbs_config.dcap_collateral_service(self.conf) or kbs_config.INTEL_PCS_URL
         self.as_ = AttestationService(self.root, self.conf, say, self._collateral,
