@@ -58,7 +58,7 @@ molecule_scenarios() {
 
 benchmarks() {
   if [ "$full" != 1 ]; then
-    echo "benchmarks skipped (CGPU_FULL=1 runs them): python -m tests.bench.olm_wait, python -m tests.bench.reboots"
+    echo "benchmarks skipped (CGPU_FULL=1 runs them): $(for b in tests/bench/[a-z]*.py; do m=${b%.py}; printf "python -m %s " "${m//\//.}"; done)"
     return 0
   fi
   for b in tests/bench/[a-z]*.py; do
