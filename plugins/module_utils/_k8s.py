@@ -310,8 +310,8 @@ class CgpuModule(AnsibleK8SModule):
         params.update({k: self.params[k] for k in self._k8s_options() if self.params.get(k) is not None})
         unknown = set(options) - set(K8S_OPTIONS)
         if unknown:
-            raise TypeError("ensure() takes kubernetes.core's {0}, not {1}".format(", ".join(K8S_OPTIONS),
-                                                                                    ", ".join(sorted(unknown))))
+            raise TypeError("ensure() takes kubernetes.core's {0}, not {1}".format(
+                ", ".join(K8S_OPTIONS), ", ".join(sorted(unknown))))
         params.update({k: v for k, v in options.items() if v is not None})
         service = K8sService(self.client, _CallView(self, dict(self.params, **params)))
         return perform_action(service, copy.deepcopy(definition), params)

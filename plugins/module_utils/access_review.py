@@ -115,12 +115,13 @@ def refusal_message(denied, total):
                 len(denied), total, "; ".join(describe(d) for d in denied)))
 
 
-def kubeconfig_problem(option, environ, home):
+def kubeconfig_problem(option, environ, home=None):
     """None when the kubeconfig kubernetes.core would load exists, else the message naming the path and its source.
 
     ``option`` is the module's C(kubeconfig) (a path, a dict of its content, or None); kubernetes.core takes
     ``K8S_AUTH_KUBECONFIG`` when the option is not set, and without either and outside a pod the kubernetes
-    client's own default (``KUBECONFIG``, else ``~/.kube/config``). Host and token options need no file.
+    client's own default (``KUBECONFIG``, else ``~/.kube/config``; ``home`` defaults to the user's). Host and
+    token options need no file.
     """
     if isinstance(option, dict):
         return None
@@ -136,6 +137,7 @@ def kubeconfig_problem(option, environ, home):
     if environ.get("KUBERNETES_SERVICE_HOST"):
         return None  # in a pod: the service account, as kubernetes.core does
     listed = environ.get("KUBECONFIG")
+    home = os.path.expanduser("~") if home is None else home
     candidates = [p for p in (listed or "").split(os.pathsep) if p] or [os.path.join(home, ".kube", "config")]
     if any(os.path.isfile(os.path.expanduser(p)) for p in candidates):
         return None

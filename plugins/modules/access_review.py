@@ -124,8 +124,7 @@ class AccessReview(CgpuModule):
             self.fail_json(msg=str(exc))
         # kubernetes.core loads no kubeconfig when the host and its credentials are options.
         if not self.params.get("host"):
-            problem = access_review.kubeconfig_problem(self.params.get("kubeconfig"), os.environ,
-                                                       os.path.expanduser("~"))
+            problem = access_review.kubeconfig_problem(self.params.get("kubeconfig"), os.environ)
             if problem:
                 self.fail_json(msg=problem, allowed=[], denied=[], requests=0)
         statuses = []

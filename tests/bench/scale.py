@@ -182,7 +182,7 @@ def main():
 
             audit = AuditLog(cluster.state / "logs" / "audit.log")
             nfd = "- hosts: localhost\n  gather_facts: false\n  roles: [confidential.gpu.nfd]\n"
-            nfd_s, _, _ = measure(audit, lambda: run_playbook(cluster, tmp, nfd, "nfd"))
+            nfd_s, _requests, _window = measure(audit, lambda: run_playbook(cluster, tmp, nfd, "nfd"))
             labelled = wait_labelled(kube, gpus)
             print(f"nfd role: {nfd_s:.1f}s; {labelled} nodes carry {GPU_LABEL}=true")
 

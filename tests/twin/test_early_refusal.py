@@ -79,7 +79,7 @@ def test_a_bad_gpu_operator_version_is_refused_before_anything_is_written(twin, 
 
 
 def test_a_bad_preflight_min_version_is_refused_clearly(twin, run_playbook, reader, tmp_path):
-    run, tried, _ = site_as_reader(twin, run_playbook, reader, tmp_path, preflight_min_version="4.x")
+    run, tried, _reviews = site_as_reader(twin, run_playbook, reader, tmp_path, preflight_min_version="4.x")
     assert run.rc != 0
     message = failure(run)
     assert "preflight_min_version" in message and "'4.x'" in message and "X.Y or X.Y.Z" in message, message
@@ -88,7 +88,7 @@ def test_a_bad_preflight_min_version_is_refused_clearly(twin, run_playbook, read
 
 
 def test_a_bad_operator_channel_is_refused_before_anything_is_written(twin, run_playbook, reader, tmp_path):
-    run, tried, _ = site_as_reader(twin, run_playbook, reader, tmp_path, trustee_operator_channel="stable channel")
+    run, tried, _reviews = site_as_reader(twin, run_playbook, reader, tmp_path, trustee_operator_channel="stable channel")
     assert run.rc != 0
     message = failure(run)
     assert "trustee_operator_channel" in message and "'stable channel'" in message, message
@@ -97,7 +97,7 @@ def test_a_bad_operator_channel_is_refused_before_anything_is_written(twin, run_
 
 def test_a_choice_outside_the_argument_spec_is_refused_before_anything_is_written(twin, run_playbook, reader, tmp_path):
     # smoke runs last: without the early validation its argument spec is checked only after every reboot.
-    run, tried, _ = site_as_reader(twin, run_playbook, reader, tmp_path, smoke_tee="sgx")
+    run, tried, _reviews = site_as_reader(twin, run_playbook, reader, tmp_path, smoke_tee="sgx")
     assert run.rc != 0
     message = failure(run)
     assert "smoke_tee" in message and "sgx" in message and "tdx" in message, message

@@ -85,7 +85,7 @@ def test_a_16s_api_outage_does_not_end_a_wait(twin_factory, tmp_path):
         kube = twin.cluster.kube("admin")
         for name in workers(kube):
             kube.merge_patch(path("v1", "nodes", name), {"metadata": {"labels": {LABEL: "yes"}}})
-        out, _ = proc.communicate(timeout=200)
+        out, _err = proc.communicate(timeout=200)
     finally:
         if proc.poll() is None:
             proc.kill()

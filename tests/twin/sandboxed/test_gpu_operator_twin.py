@@ -281,8 +281,8 @@ def test_sandbox_device_plugin_counts_iommu_groups_and_defaults_to_pgpu():
     mixed = [_gpu(*H100, 20), _gpu(*RTX, 21), _gpu(*RTX, 22)]
     # two plugins register nvidia.com/pgpu; the kubelet keeps the endpoint registered last: one model's count
     assert gpuop.sandbox_plugin_resources([], mixed)["nvidia.com/pgpu"] in (1, 2)
-    named = gpuop.sandbox_plugin_resources(EMPTY_ALIAS, [_gpu(*H100, 20), _gpu(*RTX, 21, name="GB202GL [RTX PRO 6000 "
-                                                                                        "Blackwell Server Edition]")])
+    rtx_name = "GB202GL [RTX PRO 6000 Blackwell Server Edition]"
+    named = gpuop.sandbox_plugin_resources(EMPTY_ALIAS, [_gpu(*H100, 20), _gpu(*RTX, 21, name=rtx_name)])
     assert named == {"nvidia.com/GH100_H100_PCIE": 1, "nvidia.com/GB202GL_RTX_PRO_6000_BLACKWELL_SERVER_EDITION": 1}
 
 

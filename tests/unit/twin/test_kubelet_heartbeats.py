@@ -137,7 +137,7 @@ def test_a_node_the_node_lifecycle_controller_marked_unknown_is_reported_ready_a
     ])
     for name in ("a", "b", "c"):
         reporter.reconcile((None, name))
-    written = [p.split("/")[-2] for p, _ in kube.status_writes]
+    written = [p.split("/")[-2] for p, _body in kube.status_writes]
     assert written == ["a"], f"status written for {written}; only node a differs from its host"
     ready = [c for c in kube.status_writes[0][1]["status"]["conditions"] if c["type"] == "Ready"][0]
     assert ready["status"] == "True" and ready["reason"] == "KubeletReady"

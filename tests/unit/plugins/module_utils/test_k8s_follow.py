@@ -31,9 +31,12 @@ def node(name, version, **labels):
     return {"metadata": {"name": name, "resourceVersion": str(version), "labels": labels}}
 
 
+BLOCK = ("block",)  # a watch that stays open without events until the wait ends
+
+
 class ScriptedClient:
     """``lists``: what each LIST gives in turn (a Listing or an exception); ``watches``: each WATCH's events
-    (a list of events, an exception, or "block" to stay open without events until the wait ends)."""
+    (a list of events, an exception, or BLOCK)."""
 
     def __init__(self, lists, watches):
         self.lists, self.watches = list(lists), list(watches)
@@ -53,14 +56,13 @@ class ScriptedClient:
 
     def _watch(self, resource, **params):
         self.calls.append(("watch", params))
-        answer = self.watches.pop(0) if self.watches else "block"
-        if isinstance(answer, Exception):
-            raise answer
-        if answer == "block":
+        answer = self.watches.pop(0) if self.watches else BLOCK
+        if answer == BLOCK:
             self.ended.wait(5)
             return
-        for event in answer:
-            yield event
+        if isinstance(answer, BaseException):
+            raise answer
+        yield from answer
 
 
 def module(client, **params):
@@ -141,7 +143,7 @@ def test_an_outage_past_the_deadline_says_so():
 
 
 def test_a_quiet_wait_says_every_heartbeat_what_it_awaits_and_saw_last():
-    client = ScriptedClient([Listing([node("a", 5, ready="yes")], 10)], ["block"])
+    client = ScriptedClient([Listing([node("a", 5, ready="yes")], 10)], [BLOCK])
     mod = module(client)
     informer = mod.informer("v1", "Node")
     with pytest.raises(CoreException):
