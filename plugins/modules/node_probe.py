@@ -185,7 +185,8 @@ class NodeProbe(CgpuModule):
         result = {"changed": False, "image": p["image"], "cached": cached, "probed": [], "would_probe": []}
         if todo and self.check_mode:
             # A probe is pods and a ConfigMap (and maybe a namespace): writes, so check mode only says it would.
-            self.exit_json(nodes=facts, failed_nodes={}, **dict(result, would_probe=todo))
+            result["would_probe"] = todo
+            self.exit_json(nodes=facts, failed_nodes={}, **result)
         failed = {}
         if todo:
             # The facts kept on a node hold these files too: a new probe reads them again, so no reader loses them.
