@@ -59,7 +59,13 @@ def main(argv=None):
         host = args.host
         if "." not in host:
             host = f"{host}.{profiles.load_state(cluster.state)['openshift']['apps_domain']}"
-        addr, port = dns.resolve(host, dns.entries(cluster.kube()))
+        # The router twin publishes its zone when the controllers start, a moment after `twin up`
+        # returns: wait (watching) for it rather than read an empty zone.
+        answer = dns.resolve(host, dns.published(cluster.kube()))
+        if answer is None:
+            print(f"twin {args.name}: no route or wildcard of the twin covers {host}", file=sys.stderr)
+            return 1
+        addr, port = answer
         print(f"{host}:443:{addr}:{port}")
         return 0
     if args.command == "kubeconfig":

@@ -132,7 +132,7 @@ def main(argv=None):
     if args.command == "link":
         link(Cluster(state_dir=args.source).kube(), Cluster(state_dir=args.target).kube())
         return 0
-    found = resolve(args.host, entries(Cluster(state_dir=args.state).kube()))
+    found = resolve(args.host, published(Cluster(state_dir=args.state).kube()))
     if not found:
         print(f"no entry of the zone covers {args.host}")
         return 1
