@@ -37,7 +37,9 @@ options:
     default: nvidia-gpu-operator
   expected_gpus:
     description:
-      - GPUs found per node (node name to count), for example from M(confidential.gpu.node_probe).
+      - Devices expected per node (node name to count) - one per IOMMU group, as the sandbox device plugin
+        advertises them, not one per GPU; for example the P(confidential.gpu.probe_gpu_counts#filter) of
+        M(confidential.gpu.node_probe)'s result.
     type: dict
     default: {}
   resource:
