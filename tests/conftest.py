@@ -38,8 +38,8 @@ def shared_path(*parts) -> Path:
 
 # -- the twin cluster -------------------------------------------------------------------------------
 #
-# One twin per profile per test session, started on first use and stopped (by PID) at the end;
-# a namespace per test; an audit window to count a block's API requests. With
+# The default twin for the whole session; others (another profile, or a named second cluster) started on
+# first use and stopped when the module that started them is done; a namespace per test; an audit window to count a block's API requests. With
 # ``--twin-crds=upstream`` the twins load the real upstream CRDs from ../shared/crds.
 
 import json  # noqa: E402
@@ -109,18 +109,31 @@ def twin_crds(request):
     return None
 
 
+# Twins started through twin_factory, by (profile, name); the default twin lives for the session.
+STARTED_TWINS = {}
+SESSION_TWIN = ("default", None)
+
+
+def _stop_twin(key):
+    handle = STARTED_TWINS.pop(key)
+    survivors = handle.cluster.down()
+    _keep_logs(handle)
+    assert not survivors, f"twin processes left running after down: {survivors}"
+
+
 @pytest.fixture(scope="session")
 def twin_factory(tmp_path_factory, twin_crds):
     from twin.cluster import Cluster
 
-    started = {}
-
     def get(profile="default", name=None):
-        """A twin of ``profile``; ``name`` starts another cluster of the same profile (its own apps domain)."""
-        key = name or profile
-        if key not in started:
-            state = tmp_path_factory.mktemp(f"twin-{key}")
-            cluster = Cluster(f"test-{key}", state)
+        """A twin of ``profile``; ``name`` starts another cluster of the same profile (its own apps domain).
+
+        Keyed by both: two modules asking for ``name="trusted"`` of different profiles get different twins,
+        never one that another module has already configured."""
+        key = (profile, name)
+        if key not in STARTED_TWINS:
+            state = tmp_path_factory.mktemp(f"twin-{name or profile}")
+            cluster = Cluster(f"test-{name or profile}", state)
             spec = profile
             if name:
                 from twin import profile as profiles
@@ -129,14 +142,24 @@ def twin_factory(tmp_path_factory, twin_crds):
                 spec["openshift"]["cluster_name"] = name
                 spec["openshift"]["apps_domain"] = f"apps.{name}.{spec['openshift']['base_domain']}"
             cluster.up(spec, conformance=twin_crds, log=lambda msg: None)
-            started[key] = TwinHandle(cluster, profile)
-        return started[key]
+            STARTED_TWINS[key] = TwinHandle(cluster, profile)
+        return STARTED_TWINS[key]
 
     yield get
-    for handle in started.values():
-        survivors = handle.cluster.down()
-        _keep_logs(handle)
-        assert not survivors, f"twin processes left running after down: {survivors}"
+    for key in list(STARTED_TWINS):
+        _stop_twin(key)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_twins_stopped():
+    """Stop the twins a test module started once the module is done (all but the session's default twin).
+
+    Each twin is an apiserver, etcd, controller manager, scheduler and the operator twins: left running to the
+    end of the session, a dozen of them slow every later test on a small CI machine."""
+    before = set(STARTED_TWINS)
+    yield
+    for key in [key for key in STARTED_TWINS if key not in before and key != SESSION_TWIN]:
+        _stop_twin(key)
 
 
 def _keep_logs(handle):
