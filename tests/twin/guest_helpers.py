@@ -5,13 +5,13 @@ import yaml
 
 from tests.twin.sandboxed.conftest import CONFIGURED_ARGS, cluster_policy, ensure_namespace, prepare
 from tests.twin.sandboxed.conftest import wait_for as wait_for_items
-from tests.twin.test_trustee_twin import _set_reference_values
 from tests.twin.trustee_helpers import (
     API,
     TrusteePki,
     admitted,
     ensure_trustee_crds,
     route,
+    set_reference_values,
     tls_secret,
     trustee_config,
     wait_for,
@@ -70,5 +70,5 @@ def restricted_trustee(handle, twin_crds):
     node = next(n for n in profile["nodes"] if n["name"] == NODE)
     values = tee.reference_values(profile["openshift"]["version"], "tdx", gpu=True, cmdline_extra=KERNEL_PARAMS,
                                   host_spec=node)
-    _set_reference_values(kube, ns, values)
+    set_reference_values(kube, ns, values)
     return {"host": host, "material": material, "values": values}

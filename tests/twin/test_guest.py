@@ -16,8 +16,7 @@ from plugins.module_utils import attestation_policy, initdata
 from tests.twin.guest_helpers import KERNEL_PARAMS, NODE, TRUSTEE_NS, confidential_gpu_twin, restricted_trustee
 from tests.twin.sandboxed.conftest import create_pod, ensure_namespace
 from tests.twin.sandboxed.conftest import wait_for as wait_for_items
-from tests.twin.test_trustee_twin import _add_resource, _restart_kbs, _set_reference_values
-from tests.twin.trustee_helpers import wait_for
+from tests.twin.trustee_helpers import add_resource, restart_kbs, set_reference_values, wait_for
 from twin import tee
 from twin.kbs.client import token_claims
 from twin.kube import path
@@ -47,8 +46,8 @@ def trustee(guest_twin, twin_crds):
     kbs = restricted_trustee(guest_twin, twin_crds)
     kube.create(path("v1", "secrets", namespace=ns), {"metadata": {"name": "kbsres1"},
                                                       "stringData": {"key1": SECRET.decode()}})
-    _add_resource(kube, ns, "kbsres1")
-    _restart_kbs(kube, ns)
+    add_resource(kube, ns, "kbsres1")
+    restart_kbs(kube, ns)
     url = f"https://{kbs['host']}"
     return {"kube": kube, "url": url, "ca": kbs["material"].ca_pem, "values": kbs["values"],
             "toml": initdata.render(url, kbs_cert=kbs["material"].ca_pem)}
@@ -172,9 +171,9 @@ def test_one_byte_of_initdata_changed_is_refused_with_pinning(trustee):
     (key, text), = kube.get(cpu)["data"].items()
     kube.merge_patch(cpu, {"data": {key: attestation_policy.pin(text)}})
     pinned = initdata.bindings(trustee["toml"])["tdx_mrconfigid"]
-    _set_reference_values(kube, ns, trustee["values"] + [
+    set_reference_values(kube, ns, trustee["values"] + [
         {"name": "init_data", "expiration": tee.REFERENCE_EXPIRATION, "value": [pinned]}])
-    _restart_kbs(kube, ns)
+    restart_kbs(kube, ns)
     changed = trustee["toml"].replace("default ReadStreamRequest := false", "default ReadStreamRequest := true")
     assert changed != trustee["toml"]
     run_pod(kube, smoke_pod("smoke-changed", initdata.encode_annotation(changed)))

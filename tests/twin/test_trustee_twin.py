@@ -6,7 +6,6 @@ and the secret; the negative cases are the ones users need to see refused (ancho
 """
 
 import base64
-import json
 import time
 
 import pytest
@@ -16,9 +15,12 @@ from plugins.module_utils import initdata
 from tests.twin.trustee_helpers import (
     API,
     TrusteePki,
+    add_resource,
     admitted,
     ensure_trustee_crds,
+    restart_kbs,
     route,
+    set_reference_values,
     tls_secret,
     trustee_config,
     wait_for,
@@ -56,65 +58,6 @@ def trustee(twin, namespace, twin_crds):
 
 def _configmap(kube, namespace, name):
     return kube.get(path("v1", "configmaps", name, namespace))
-
-
-def _set_reference_values(kube, namespace, entries):
-    """Write the RVPS ConfigMap in the layout the operator generated (key and shape it chose)."""
-    cm = _configmap(kube, namespace, "trustee-config-rvps-reference-values")
-    (key,) = cm["data"]
-    if key == "reference_value":
-        # RVPS LocalJson: URL-safe padded base64 of each {"name", "expiration", "value"} record.
-        text = json.dumps({e["name"]: base64.urlsafe_b64encode(json.dumps(
-            {"name": e["name"], "expiration": e["expiration"], "value": e["value"]}).encode()).decode()
-            for e in entries})
-    else:
-        text = json.dumps(entries)
-    kube.merge_patch(path("v1", "configmaps", "trustee-config-rvps-reference-values", namespace), {"data": {key: text}})
-
-
-def _add_resource(kube, namespace, secret):
-    """List a secret in kbsSecretResources and wait for the operator to roll the KBS out with it."""
-    p = path(API, "kbsconfigs", "trustee-config-kbs-config", namespace)
-    kbs = kube.get(p)
-    resources = kbs["spec"].get("kbsSecretResources") or []
-    if secret in resources:
-        return
-    kube.merge_patch(p, {"spec": {"kbsSecretResources": resources + [secret]}})
-
-    def rolled_out(dep):
-        volumes = dep["spec"]["template"]["spec"].get("volumes") or []
-        status = dep.get("status") or {}
-        return (any((v.get("secret") or {}).get("secretName") == secret for v in volumes)
-                and status.get("observedGeneration", 0) >= dep["metadata"]["generation"]
-                and status.get("updatedReplicas", 0) == status.get("replicas", -1) == status.get("availableReplicas"))
-
-    wait_for(kube, path("apps/v1", "deployments", namespace=namespace), "trustee-deployment", rolled_out,
-             timeout=60, what=f"the KBS rolled out with resource {secret}")
-
-
-def _restart_kbs(kube, namespace):
-    """Replace the KBS pod (what users do after editing its ConfigMaps) and wait until it serves again."""
-    pods = path("v1", "pods", namespace=namespace)
-    old = {p["metadata"]["uid"] for p in kube.list(pods, labelSelector="app=kbs")["items"]}
-    for pod in kube.list(pods, labelSelector="app=kbs")["items"]:
-        kube.delete(path("v1", "pods", pod["metadata"]["name"], namespace))
-    _wait_new_kbs_pod(kube, namespace, old)
-
-
-def _wait_new_kbs_pod(kube, namespace, old_uids):
-    deps = path("apps/v1", "deployments", namespace=namespace)
-
-    def settled(dep):
-        status = dep.get("status") or {}
-        if status.get("observedGeneration", 0) < dep["metadata"]["generation"]:
-            return False
-        pods = kube.list(path("v1", "pods", namespace=namespace), labelSelector="app=kbs")["items"]
-        fresh = [p for p in pods if p["metadata"]["uid"] not in old_uids and not p["metadata"].get("deletionTimestamp")
-                 and (p.get("status") or {}).get("phase") == "Running"]
-        stale = [p for p in pods if p["metadata"]["uid"] in old_uids]
-        return bool(fresh) and not stale and status.get("availableReplicas", 0) >= 1
-
-    wait_for(kube, deps, "trustee-deployment", settled, timeout=60, what="a new KBS pod serving")
 
 
 @pytest.fixture
@@ -182,7 +125,7 @@ def test_user_edits_of_generated_objects_survive_reconciles(trustee):
     kbs_cm = path("v1", "configmaps", "trustee-config-kbs-config", ns)
     toml = _configmap(kube, ns, "trustee-config-kbs-config")["data"]["kbs-config.toml"] + "\n# tuned by hand\n"
     kube.merge_patch(kbs_cm, {"data": {"kbs-config.toml": toml}})
-    _add_resource(kube, ns, "kbsres1")
+    add_resource(kube, ns, "kbsres1")
     # A spec change makes the operator reconcile everything it generates.
     kube.merge_patch(path(API, "trusteeconfigs", "trustee-config", ns), {"spec": {"tlsConfig": {"profile": "modern"}}})
     merged = wait_for(kube, path("v1", "configmaps", namespace=ns), "trustee-config-kbs-config",
@@ -204,9 +147,9 @@ def _good_reference_values(profile, node):
 def test_attestation_exchange_affirms_and_releases_the_secret(trustee, node):
     kube, ns = trustee["kube"], trustee["namespace"]
     profile, host = node
-    _set_reference_values(kube, ns, _good_reference_values(profile, host))
-    _add_resource(kube, ns, "kbsres1")
-    _restart_kbs(kube, ns)
+    set_reference_values(kube, ns, _good_reference_values(profile, host))
+    add_resource(kube, ns, "kbsres1")
+    restart_kbs(kube, ns)
     url = f"https://{trustee['host']}"
     toml = initdata.render(url, kbs_cert=trustee["pki"].ca_pem)
     vm = tee.launch(host, profile["openshift"]["version"], initdata_toml=toml)
@@ -269,9 +212,9 @@ def test_wrong_reference_value_names_the_group_and_denies_the_secret(trustee, no
     for entry in values:
         if entry["name"] == "mr_td":
             entry["value"] = ["00" * 48]  # firmware of another release
-    _set_reference_values(kube, ns, values)
-    _add_resource(kube, ns, "kbsres1")
-    _restart_kbs(kube, ns)
+    set_reference_values(kube, ns, values)
+    add_resource(kube, ns, "kbsres1")
+    restart_kbs(kube, ns)
     url = f"https://{trustee['host']}"
     toml = initdata.render(url, kbs_cert=trustee["pki"].ca_pem)
     vm = tee.launch(host, profile["openshift"]["version"], initdata_toml=toml)

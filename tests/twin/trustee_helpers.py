@@ -103,3 +103,62 @@ def zone(kube):
 def admitted(obj):
     return any(c.get("type") == "Admitted" and c.get("status") == "True"
                for i in ((obj.get("status") or {}).get("ingress") or []) for c in i.get("conditions") or [])
+
+
+def set_reference_values(kube, namespace, entries):
+    """Write the RVPS ConfigMap in the layout the operator generated (key and shape it chose)."""
+    cm = kube.get(path("v1", "configmaps", "trustee-config-rvps-reference-values", namespace))
+    (key,) = cm["data"]
+    if key == "reference_value":
+        # RVPS LocalJson: URL-safe padded base64 of each {"name", "expiration", "value"} record.
+        text = json.dumps({e["name"]: base64.urlsafe_b64encode(json.dumps(
+            {"name": e["name"], "expiration": e["expiration"], "value": e["value"]}).encode()).decode()
+            for e in entries})
+    else:
+        text = json.dumps(entries)
+    kube.merge_patch(path("v1", "configmaps", "trustee-config-rvps-reference-values", namespace), {"data": {key: text}})
+
+
+def add_resource(kube, namespace, secret):
+    """List a secret in kbsSecretResources and wait for the operator to roll the KBS out with it."""
+    p = path(API, "kbsconfigs", "trustee-config-kbs-config", namespace)
+    kbs = kube.get(p)
+    resources = kbs["spec"].get("kbsSecretResources") or []
+    if secret in resources:
+        return
+    kube.merge_patch(p, {"spec": {"kbsSecretResources": resources + [secret]}})
+
+    def rolled_out(dep):
+        volumes = dep["spec"]["template"]["spec"].get("volumes") or []
+        status = dep.get("status") or {}
+        return (any((v.get("secret") or {}).get("secretName") == secret for v in volumes)
+                and status.get("observedGeneration", 0) >= dep["metadata"]["generation"]
+                and status.get("updatedReplicas", 0) == status.get("replicas", -1) == status.get("availableReplicas"))
+
+    wait_for(kube, path("apps/v1", "deployments", namespace=namespace), "trustee-deployment", rolled_out,
+             timeout=60, what=f"the KBS rolled out with resource {secret}")
+
+
+def restart_kbs(kube, namespace):
+    """Replace the KBS pod (what users do after editing its ConfigMaps) and wait until it serves again."""
+    pods = path("v1", "pods", namespace=namespace)
+    old = {p["metadata"]["uid"] for p in kube.list(pods, labelSelector="app=kbs")["items"]}
+    for pod in kube.list(pods, labelSelector="app=kbs")["items"]:
+        kube.delete(path("v1", "pods", pod["metadata"]["name"], namespace))
+    wait_new_kbs_pod(kube, namespace, old)
+
+
+def wait_new_kbs_pod(kube, namespace, old_uids):
+    deps = path("apps/v1", "deployments", namespace=namespace)
+
+    def settled(dep):
+        status = dep.get("status") or {}
+        if status.get("observedGeneration", 0) < dep["metadata"]["generation"]:
+            return False
+        pods = kube.list(path("v1", "pods", namespace=namespace), labelSelector="app=kbs")["items"]
+        fresh = [p for p in pods if p["metadata"]["uid"] not in old_uids and not p["metadata"].get("deletionTimestamp")
+                 and (p.get("status") or {}).get("phase") == "Running"]
+        stale = [p for p in pods if p["metadata"]["uid"] in old_uids]
+        return bool(fresh) and not stale and status.get("availableReplicas", 0) >= 1
+
+    wait_for(kube, deps, "trustee-deployment", settled, timeout=60, what="a new KBS pod serving")
