@@ -485,52 +485,6 @@ class CgpuModule(AnsibleK8SModule):
         self.follow([informer], lambda: condition(informer.objects), timeout, what)
         return informer.objects
 
-    def watch_into(self, api_version, kind, events, stop, deadline):
-        """Put ``kind`` on the ``events`` queue at every change of that kind until ``stop`` or the deadline.
-
-        For waits that follow several kinds at once (one thread per kind): the waiter re-reads the
-        state when anything arrives. A failed watch puts a CoreException on the queue instead.
-        """
-        resource = self.resource(api_version, kind, fail=True)
-        while not stop.is_set():
-            try:
-                version = self.client.client.get(resource).to_dict()["metadata"].get("resourceVersion")
-                events.put(kind)  # something may have changed between our read and this list
-                for event in self.client.client.watch(resource, resource_version=version,
-                                                      timeout=max(1, min(300, int(deadline - time.monotonic())))):
-                    if stop.is_set():
-                        return
-                    if event["type"] == "ERROR":
-                        break
-                    events.put(kind)
-            except Exception as exc:  # pylint: disable=broad-except
-                if getattr(exc, "status", None) == 410:
-                    continue
-                if not stop.is_set():
-                    events.put(CoreException("Watching {0} failed: {1}".format(kind, exc)))
-                return
-            if time.monotonic() >= deadline:
-                return
-
-    @staticmethod
-    def next_burst(events, timeout):
-        """Wait up to ``timeout`` seconds for what ``watch_into`` puts on ``events``, then take the whole burst.
-
-        True when something changed (the waiter re-reads the state once for the burst), False when
-        nothing came in time; a failed watch's CoreException is raised.
-        """
-        try:
-            item = events.get(timeout=max(0.1, timeout))
-        except queue.Empty:
-            return False
-        while True:
-            if isinstance(item, Exception):
-                raise item
-            try:
-                item = events.get_nowait()
-            except queue.Empty:
-                return True
-
     # -- running -----------------------------------------------------------------------------
 
     def execute_module(self):

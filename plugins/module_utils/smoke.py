@@ -348,3 +348,31 @@ def wrong_reference_value(data: dict, tee: str) -> dict:
     values[name] = dict(values[name], value=["00" * 48])
     data[key] = rv.dump(values, "kv-base64" if key == rv.KEY_KV else "list")
     return data
+
+
+# --------------------------------------------------------------------------------------------
+# the pod's end
+
+POD_FINISHED = ("Succeeded", "Failed")
+SANDBOX_REFUSED = "FailedCreatePodSandBox"
+
+
+def pod_outcome(pod: dict | None, events, name: str, namespace: str | None = None) -> tuple:
+    """(outcome, line) for the smoke pod as last seen: ``finished``, ``refused`` (its sandbox never started) or None.
+
+    A sandbox the runtime refuses (malformed initdata, no TEE, a GPU it cannot pass) leaves the pod
+    Pending for good; the kubelet says why in a FailedCreatePodSandBox event (kubelet
+    pkg/kubelet/events/event.go FailedCreatePodSandBox, kuberuntime_manager.go SyncPod). ``events``
+    are Events of the pod's namespace; only those about ``name`` count. A pod that is gone raises
+    SmokeError.
+    """
+    if pod is None:
+        raise SmokeError("pod {0}/{1} does not exist (deleted while waiting?)".format(namespace, name))
+    phase = (pod.get("status") or {}).get("phase") or "Pending"
+    if phase in POD_FINISHED:
+        return "finished", "phase " + phase
+    for event in events:
+        involved = event.get("involvedObject") or event.get("involved_object") or {}
+        if involved.get("name") == name and event.get("reason") == SANDBOX_REFUSED:
+            return "refused", event.get("message") or SANDBOX_REFUSED
+    return None, "phase " + phase

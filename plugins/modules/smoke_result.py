@@ -139,15 +139,10 @@ result:
 """
 
 import copy
-import queue
-import threading
-import time
 
 from ansible_collections.confidential.gpu.plugins.module_utils import ear, smoke
 from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule, CoreException
 from ansible_collections.confidential.gpu.plugins.module_utils.initdata import InitdataError, digest, tee_binding
-
-FINISHED = ("Succeeded", "Failed")
 
 
 def argspec():
@@ -217,46 +212,30 @@ def _public(result):
 
 
 class SmokeResult(CgpuModule):
-    def _state(self, name, namespace):
-        """(outcome, pod, line): outcome ``finished``, ``refused`` (the sandbox never started) or None."""
-        pod = self.get("v1", "Pod", name, namespace)
-        if pod is None:
-            raise CoreException("pod {0}/{1} does not exist (deleted while waiting?)".format(namespace, name))
-        phase = (pod.get("status") or {}).get("phase") or "Pending"
-        if phase in FINISHED:
-            return "finished", pod, "phase " + phase
-        # A sandbox the runtime refuses (malformed initdata, no TEE, a GPU it cannot pass) leaves the pod
-        # Pending for good; the kubelet says why in a FailedCreatePodSandBox event (kubelet
-        # pkg/kubelet/events/event.go FailedCreatePodSandBox, kuberuntime_manager.go SyncPod).
-        events = self.list("v1", "Event", namespace=namespace)[0]
-        for event in events:
-            involved = event.get("involved_object") or event.get("involvedObject") or {}
-            if involved.get("name") == name and event.get("reason") == "FailedCreatePodSandBox":
-                return "refused", pod, event.get("message") or "FailedCreatePodSandBox"
-        return None, pod, "phase " + phase
-
     def _wait(self, name, namespace):
-        """Wait by watching Pods and Events until the pod finished or its sandbox was refused."""
-        deadline = time.monotonic() + self.params["timeout"]
-        events = queue.Queue()
-        stop = threading.Event()
-        started = False
-        try:
-            while True:
-                outcome, pod, line = self._state(name, namespace)
-                if outcome:
-                    return outcome, pod, line
-                if time.monotonic() >= deadline:
-                    raise CoreException("Timed out after {0}s waiting for pod {1}/{2} to finish; last seen: {3}".format(
-                        self.params["timeout"], namespace, name, line))
-                if not started:
-                    for kind in ("Pod", "Event"):
-                        threading.Thread(target=self.watch_into, args=("v1", kind, events, stop, deadline),
-                                         daemon=True).start()
-                    started = True
-                self.next_burst(events, deadline - time.monotonic())  # judge once per burst, on the latest state
-        finally:
-            stop.set()
+        """(outcome, pod, line): follow the pod and its Events until it finished or its sandbox was refused.
+
+        Judged after each burst of changes on the latest state (smoke.pod_outcome); outages of the API
+        are retried until the deadline (CgpuModule.follow). The Events are those whose
+        ``involvedObject.name`` is the pod's, a field the API server selects Events by (kubernetes
+        pkg/registry/core/event/strategy.go ToSelectableFields).
+        """
+        pods = self.informer("v1", "Pod", namespace=namespace, field_selector="metadata.name=" + name)
+        events = self.informer("v1", "Event", namespace=namespace, field_selector="involvedObject.name=" + name)
+        seen = {}
+
+        def judge():
+            pod = pods.objects.get((namespace, name))
+            try:
+                seen["outcome"], line = smoke.pod_outcome(pod, events.values(), name, namespace)
+            except smoke.SmokeError as exc:
+                raise CoreException(str(exc))
+            seen["pod"] = pod
+            return seen["outcome"] is not None, line
+
+        _done, line = self.follow([pods, events], judge, self.params["timeout"],
+                                  "pod {0}/{1} to finish".format(namespace, name))
+        return seen["outcome"], seen["pod"], line
 
     def _log(self, name, namespace):
         return self.pod_log(name, namespace, container=self.params["container"])

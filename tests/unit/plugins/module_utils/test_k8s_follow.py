@@ -192,3 +192,73 @@ def test_a_wait_over_at_the_first_look_makes_no_watch():
     module(client).watch_until("v1", "Node", labelled, 5, "two ready nodes")
     time.sleep(0.3)  # give a watch that should not come the time to show up
     assert [c[0] for c in client.calls] == ["list"]
+
+
+class ByKind:
+    """One ScriptedClient per kind: each informer's thread lists and watches in its own order."""
+
+    def __init__(self, **clients):
+        self.clients = clients
+        self.client = types.SimpleNamespace(watch=lambda resource, **params: clients[resource.kind].client.watch(
+            resource, **params))
+
+    def resource(self, kind, api_version):
+        return types.SimpleNamespace(kind=kind, api_version=api_version)
+
+    def get(self, resource, **params):
+        return self.clients[resource.kind].get(resource, **params)
+
+
+def smoke_pod(version, phase):
+    return {"metadata": {"name": "smoke-1", "namespace": "cgpu-smoke", "resourceVersion": str(version)},
+            "status": {"phase": phase}}
+
+
+def smoke_waiter(client, timeout=5):
+    from ansible_collections.confidential.gpu.plugins.modules.smoke_result import SmokeResult
+
+    mod = SmokeResult.__new__(SmokeResult)
+    mod._module = types.SimpleNamespace(params={"timeout": timeout}, argument_spec={}, check_mode=False)
+    mod._client = client
+    return mod
+
+
+def test_smoke_result_follows_the_pod_and_its_events_until_the_sandbox_is_refused():
+    refusal = {"metadata": {"name": "smoke-1.17", "namespace": "cgpu-smoke", "resourceVersion": "12"},
+               "involvedObject": {"kind": "Pod", "name": "smoke-1", "namespace": "cgpu-smoke"},
+               "reason": "FailedCreatePodSandBox", "message": "initdata: invalid TOML"}
+    pods = ScriptedClient([Listing([smoke_pod(5, "Pending")], 10)], [BLOCK])
+    events = ScriptedClient([Listing([], 11)], [[{"type": "ADDED", "raw_object": refusal}]])
+    mod = smoke_waiter(ByKind(Pod=pods, Event=events))
+    outcome, pod, line = mod._wait("smoke-1", "cgpu-smoke")
+    pods.ended.set()
+    assert (outcome, pod["status"]["phase"], line) == ("refused", "Pending", "initdata: invalid TOML")
+    assert pods.calls[0] == ("list", {"namespace": "cgpu-smoke", "label_selector": None,
+                                      "field_selector": "metadata.name=smoke-1"})
+    assert events.calls[0][1]["field_selector"] == "involvedObject.name=smoke-1"
+    assert events.calls[1][1]["resource_version"] == "11"
+
+
+def test_smoke_result_judges_the_latest_phase_and_retries_an_outage():
+    pods = ScriptedClient([Listing([smoke_pod(5, "Pending")], 10), Listing([smoke_pod(5, "Pending")], 20)],
+                          [refused(), [{"type": "MODIFIED", "raw_object": smoke_pod(21, "Running")},
+                                       {"type": "MODIFIED", "raw_object": smoke_pod(22, "Succeeded")}]])
+    events = ScriptedClient([Listing([], 11)], [BLOCK])
+    mod = smoke_waiter(ByKind(Pod=pods, Event=events))
+    outcome, pod, line = mod._wait("smoke-1", "cgpu-smoke")
+    events.ended.set()
+    assert (outcome, pod["metadata"]["resourceVersion"], line) == ("finished", "22", "phase Succeeded")
+    assert any("the API server answers again" in p for p in mod.progress_lines), mod.progress_lines
+
+
+def test_smoke_result_says_what_it_saw_last_at_the_deadline_and_when_the_pod_is_gone():
+    pods = ScriptedClient([Listing([smoke_pod(5, "Pending")], 10)], [BLOCK])
+    events = ScriptedClient([Listing([], 11)], [BLOCK])
+    with pytest.raises(CoreException) as caught:
+        smoke_waiter(ByKind(Pod=pods, Event=events), timeout=1)._wait("smoke-1", "cgpu-smoke")
+    pods.ended.set()
+    events.ended.set()
+    assert str(caught.value) == "Timed out after 1s waiting for pod cgpu-smoke/smoke-1 to finish; last seen: phase Pending"
+    gone = ByKind(Pod=ScriptedClient([Listing([], 10)], []), Event=ScriptedClient([Listing([], 11)], []))
+    with pytest.raises(CoreException, match=r"pod cgpu-smoke/smoke-1 does not exist \(deleted while waiting\?\)"):
+        smoke_waiter(gone)._wait("smoke-1", "cgpu-smoke")

@@ -326,3 +326,33 @@ def test_a_refusal_carries_what_the_pods_own_token_said():
     assert checked["reason"] == ("403 PolicyDeny: Access denied by policy (Trustee's token: cpu0 warning: "
                                  "configuration 36 (warning): unavailable)")
     assert smoke.negative_check("n", result, "ab")["reason"] == "403 PolicyDeny: Access denied by policy"
+
+
+def _pod(phase=None):
+    return {"metadata": {"name": "smoke-1", "namespace": "cgpu-smoke"}, "status": {"phase": phase} if phase else {}}
+
+
+def _event(reason, involved="smoke-1", message="", camel=True):
+    ref = {"kind": "Pod", "name": involved, "namespace": "cgpu-smoke"}
+    return {"metadata": {"name": involved + ".1"}, "reason": reason, "message": message,
+            ("involvedObject" if camel else "involved_object"): ref}
+
+
+def test_a_finished_pod_is_finished_whatever_its_events_say():
+    refusal = _event("FailedCreatePodSandBox", message="initdata does not parse")
+    assert smoke.pod_outcome(_pod("Succeeded"), [refusal], "smoke-1") == ("finished", "phase Succeeded")
+    assert smoke.pod_outcome(_pod("Failed"), [], "smoke-1") == ("finished", "phase Failed")
+
+
+def test_a_pending_pod_is_refused_only_by_its_own_sandbox_event():
+    mine = _event("FailedCreatePodSandBox", message="rpc error: CreateContainer failed", camel=False)
+    other = _event("FailedCreatePodSandBox", involved="smoke-2", message="not this pod")
+    assert smoke.pod_outcome(_pod("Pending"), [other, _event("Scheduled")], "smoke-1") == (None, "phase Pending")
+    assert smoke.pod_outcome(_pod(), [other, mine], "smoke-1") == ("refused", "rpc error: CreateContainer failed")
+    assert smoke.pod_outcome(_pod(), [_event("FailedCreatePodSandBox")], "smoke-1") == \
+        ("refused", "FailedCreatePodSandBox")
+
+
+def test_a_pod_that_is_gone_cannot_be_judged():
+    with pytest.raises(SmokeError, match="pod cgpu-smoke/smoke-1 does not exist"):
+        smoke.pod_outcome(None, [], "smoke-1", "cgpu-smoke")
