@@ -275,27 +275,184 @@ def steps_to(entries, installed, target):
     return names[start + 1: end + 1]
 
 
-def _semver(text):
-    core = str(text or "").strip().lstrip("vV").split("-", 1)[0].split("+", 1)[0]
-    parts = (core.split(".") + ["0", "0"])[:3]
-    return tuple(int(p) if p.isdigit() else 0 for p in parts)
+# olm.skipRange as OLM reads it: github.com/blang/semver/v4 v4.0.0 ``ParseRange`` (range.go) over the
+# installed CSV's version read with ``ParseTolerant`` (semver.go); operator-lifecycle-manager
+# pkg/controller/registry/resolver/cache/operators.go NewOperatorFromBundle keeps no range when the
+# text does not parse, and predicates.go SkipRangeIncludesPredicate is then false. A port, quirks
+# included (a space after '>', '<' or '=' does not split; a one-character word is dropped; any word
+# with an 'x' is a wildcard), judged pair by pair by tests/unit/test_skiprange_differential.py.
+
+_DIGITS = "0123456789"
+_ALPHANUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-" + _DIGITS
+_UINT64 = 2 ** 64
+
+
+class _SemverError(ValueError):
+    pass
+
+
+def _only(text, allowed):
+    return all(c in allowed for c in text)
+
+
+def _number(text, what):
+    if not _only(text, _DIGITS) or text == "" or (len(text) > 1 and text[0] == "0") or int(text) >= _UINT64:
+        raise _SemverError("bad {0} number {1!r}".format(what, text))
+    return int(text)
+
+
+def _semver_parse(text):
+    """blang ``Parse``: strict MAJOR.MINOR.PATCH[-PRE][+BUILD]; ``(major, minor, patch, pre)``."""
+    parts = text.split(".", 2)
+    if len(parts) != 3:
+        raise _SemverError("no Major.Minor.Patch in {0!r}".format(text))
+    patch, build = parts[2], None
+    if "+" in patch:
+        patch, build = patch.split("+", 1)
+    pre = []
+    if "-" in patch:
+        patch, rest = patch.split("-", 1)
+        for ident in rest.split("."):
+            if ident and _only(ident, _DIGITS):
+                pre.append((0, _number(ident, "prerelease"), ""))
+            elif ident and _only(ident, _ALPHANUM):
+                pre.append((1, 0, ident))
+            else:
+                raise _SemverError("bad prerelease {0!r}".format(ident))
+    if build is not None and any(not b or not _only(b, _ALPHANUM) for b in build.split(".")):
+        raise _SemverError("bad build metadata {0!r}".format(build))
+    return (_number(parts[0], "major"), _number(parts[1], "minor"), _number(patch, "patch"), pre)
+
+
+def _semver_tolerant(text):
+    """blang ``ParseTolerant``: spaces and one 'v' off, leading zeros off, '4.21' is 4.21.0."""
+    parts = text.strip()
+    parts = (parts[1:] if parts.startswith("v") else parts).split(".", 2)
+    for i, part in enumerate(parts):
+        if len(part) > 1:
+            part = part.lstrip("0")
+            parts[i] = part if part and part[0] in _DIGITS else "0" + part
+    if len(parts) < 3:
+        if "+" in parts[-1] or "-" in parts[-1]:
+            raise _SemverError("a short version cannot carry prerelease or build metadata")
+        parts += ["0"] * (3 - len(parts))
+    return _semver_parse(".".join(parts))
+
+
+def _semver_compare(a, b):
+    if a[:3] != b[:3]:
+        return -1 if a[:3] < b[:3] else 1
+    if not a[3] or not b[3]:
+        return (not a[3]) - (not b[3])
+    # Identifiers as (0, number, "") or (1, 0, text): numbers before words, then by value, then
+    # the longer list wins when one is a prefix of the other, as tuples and lists compare.
+    return (a[3] > b[3]) - (a[3] < b[3])
+
+
+_COMPARE = {"": lambda c: c == 0, "=": lambda c: c == 0, "==": lambda c: c == 0, "!": lambda c: c != 0,
+            "!=": lambda c: c != 0, ">": lambda c: c > 0, ">=": lambda c: c >= 0, "<": lambda c: c < 0,
+            "<=": lambda c: c <= 0}
+
+
+def _split_words(text):
+    """blang ``splitAndTrim``: split at spaces, except after '>', '<' or '='; words of one byte dropped."""
+    words, last, last_char = [], 0, ""
+    for i, char in enumerate(text):
+        if char == " " and last_char not in (">", "<", "="):
+            if len(text[last:i].encode("utf-8")) > 1:
+                words.append(text[last:i])
+            last = i + 1
+        elif char != " ":
+            last_char = char
+    if len(text[last:].encode("utf-8")) > 1:
+        words.append(text[last:])
+    return [w.replace(" ", "") for w in words]
+
+
+def _split_comparator(word):
+    """blang ``splitComparatorVersion``: the operator is what comes before the first digit."""
+    at = next((i for i, c in enumerate(word) if c.isdecimal()), None)
+    if at is None:
+        raise _SemverError("no version in {0!r}".format(word))
+    return word[:at].strip(), word[at:]
+
+
+def _go_atoi_plus_one(text):
+    sign = text[:1] if text[:1] in ("+", "-") else ""
+    digits = text[len(sign):]
+    if not digits or not _only(digits, _DIGITS) or not -2 ** 63 <= int(sign + digits) < 2 ** 63:
+        return None
+    number = int(sign + digits)
+    return str(number + 1 if number < 2 ** 63 - 1 else -2 ** 63)
+
+
+def _expand_wildcard(word):
+    """blang ``expandWildcardVersion`` for one word holding an 'x': the words it stands for."""
+    op, version = _split_comparator(word)
+    parts = version.split(".")
+    kind = len(parts) if parts[-1] == "x" and len(parts) <= 3 else 0
+    flat = version.replace(".x.x", ".x", 1).replace(".x", ".0", 1)
+    if len(flat.split(".")) == 2:
+        flat += ".0"
+    lead, result, increment = [], "", False
+    if op in (">", ">=", "<", "<="):
+        result, increment = {">": (">=", True), ">=": (">=", False), "<": ("<", False), "<=": ("<", True)}[op]
+    elif op in ("", "=", "=="):
+        lead, result, increment = [">=" + flat], "<", True
+    elif op in ("!=", "!"):
+        lead, result, increment = ["<" + flat], ">=", True
+    bumped = flat
+    if increment:
+        bumped, pieces = "", flat.split(".")
+        at = {3: 1, 2: 0}.get(kind)
+        if at is not None:
+            plus_one = _go_atoi_plus_one(pieces[at])
+            if plus_one is not None:
+                bumped = ".".join(pieces[:at] + [plus_one] + pieces[at + 1:])
+    return lead + [result + bumped]
+
+
+def _parse_skip_range(text):
+    """blang ``ParseRange``: a list of alternatives, each a list of ``(compare, version)``."""
+    words = _split_words(text)
+    groups, last = [], 0
+    for i, word in enumerate(words):
+        if word == "||":
+            if i == 0:
+                raise _SemverError("first element in range is '||'")
+            groups.append(words[last:i])
+            last = i + 1
+    if last == len(words):
+        raise _SemverError("last element in range is '||'")
+    groups.append(words[last:])
+    parsed = []
+    for group in groups:
+        expanded = [w for word in group for w in (_expand_wildcard(word) if "x" in word else [word])]
+        alternative = []
+        for word in expanded:
+            op, version = _split_comparator(word)
+            if op not in _COMPARE:
+                raise _SemverError("bad comparator {0!r}".format(op))
+            alternative.append((_COMPARE[op], _semver_parse(version)))
+        parsed.append(alternative)
+    return parsed
 
 
 def in_skip_range(version, expression):
-    """Whether ``version`` is in an ``olm.skipRange`` (blang/semver ranges: '>=1.9.0 <26.7.0', '||' between)."""
-    if not expression or not version:
+    """Whether OLM puts ``version`` in the ``olm.skipRange`` ``expression`` (False when either does not parse).
+
+    The collection refuses a pin (skip_range_jump) only where OLM itself would jump past it, so this
+    must be OLM's own reading: '4.21.0-202511121510' (an OpenShift build) is below 4.21.0, a range with
+    '4.21' or '||' without spaces does not parse and includes nothing.
+    """
+    try:
+        ranges = _parse_skip_range(str(expression or ""))
+        have = _semver_tolerant(str(version or ""))
+    except _SemverError:
         return False
-    have = _semver(version)
-    for alternative in expression.split("||"):
-        ok = bool(alternative.split())
-        for comparator in alternative.split():
-            op = next((o for o in (">=", "<=", "!=", ">", "<", "==", "=") if comparator.startswith(o)), "")
-            want = _semver(comparator[len(op):])
-            ok = ok and {">=": have >= want, "<=": have <= want, ">": have > want, "<": have < want,
-                         "!=": have != want}.get(op, have == want)
-        if ok:
-            return True
-    return False
+    # An empty alternative ('a || || b') is a nil function in Go (a panic when reached); none here.
+    return any(alternative and all(test(_semver_compare(have, want)) for test, want in alternative)
+               for alternative in ranges)
 
 
 def channel_head(manifest, channel):
