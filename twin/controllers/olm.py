@@ -181,27 +181,164 @@ def _index():
 CSV_INDEX = _index()
 
 
-def _semver(text):
-    core = str(text).lstrip("v").split("-", 1)[0].split("+", 1)[0]
-    parts = (core.split(".") + ["0", "0"])[:3]
-    return tuple(int(p) if p.isdigit() else 0 for p in parts)
+# The resolver's reading of olm.skipRange is blang/semver/v4 v4.0.0's: operator-lifecycle-manager
+# pkg/controller/registry/resolver/cache/operators.go NewOperatorFromBundle keeps
+# ``semver.ParseRange(bundle.SkipRange)`` only when it parses, and predicates.go
+# SkipRangeIncludesPredicate asks it about the installed CSV's version (``ParseTolerant``, as
+# operator-framework/api pkg/lib/version OperatorVersion reads spec.version). A port of range.go and
+# semver.go, quirks included; tests/unit/test_skiprange_differential.py runs the library itself on
+# a corpus and holds this reading to it.
+
+_NUM = frozenset("0123456789")
+_ALNUM = _NUM | frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-")
+
+
+class _Unparsable(Exception):
+    pass
+
+
+def _uint(text):
+    if not text or not set(text) <= _NUM or (len(text) > 1 and text.startswith("0")) or int(text) >= 1 << 64:
+        raise _Unparsable(text)
+    return int(text)
+
+
+def _parse_version(text):
+    """blang Parse: (major, minor, patch, prerelease identifiers); build metadata checked, then ignored."""
+    fields = text.split(".", 2)
+    if len(fields) != 3:
+        raise _Unparsable(text)
+    patch, _, build = fields[2].partition("+")
+    if "+" in fields[2] and not all(b and set(b) <= _ALNUM for b in build.split(".")):
+        raise _Unparsable(text)
+    patch, dash, pre = patch.partition("-")
+    idents = []
+    for ident in pre.split(".") if dash else []:
+        if ident and set(ident) <= _NUM:
+            idents.append((0, _uint(ident), ""))  # numeric identifiers sort before alphanumeric ones
+        elif ident and set(ident) <= _ALNUM:
+            idents.append((1, 0, ident))
+        else:
+            raise _Unparsable(text)
+    return _uint(fields[0]), _uint(fields[1]), _uint(patch), tuple(idents)
+
+
+def _parse_tolerant(text):
+    """blang ParseTolerant: trims spaces, one leading 'v' and leading zeros; pads '4.21' to 4.21.0."""
+    text = text.strip()
+    fields = text.removeprefix("v").split(".", 2)
+    for i, field in enumerate(fields):
+        if len(field) > 1:
+            field = field.lstrip("0")
+            fields[i] = field if field[:1] in _NUM and field else "0" + field
+    if len(fields) < 3:
+        if "+" in fields[-1] or "-" in fields[-1]:
+            raise _Unparsable(text)
+        fields += ["0"] * (3 - len(fields))
+    return _parse_version(".".join(fields))
+
+
+def _cmp(a, b):
+    """blang Version.Compare: a release is above its prereleases; a longer equal-prefixed prerelease is above."""
+    if a[:3] != b[:3]:
+        return 1 if a[:3] > b[:3] else -1
+    if bool(a[3]) != bool(b[3]):
+        return 1 if not a[3] else -1
+    return (a[3] > b[3]) - (a[3] < b[3])
+
+
+_OPS = {"": (0,), "=": (0,), "==": (0,), "!": (-1, 1), "!=": (-1, 1), ">": (1,), ">=": (0, 1), "<": (-1,),
+        "<=": (-1, 0)}
+
+
+def _words(expression):
+    """blang splitAndTrim: spaces split, except right after '>', '<', '='; one-byte words vanish."""
+    words, start, previous = [], 0, "\0"
+    for i, char in enumerate(expression + " "):
+        if char == " " and previous not in "<>=" or i == len(expression):
+            word = expression[start:i]
+            if len(word.encode()) > 1:
+                words.append(word.replace(" ", ""))
+            start = i + 1
+        elif char != " ":
+            previous = char
+    return words
+
+
+def _operator(word):
+    """blang splitComparatorVersion: everything before the first digit is the operator."""
+    for i, char in enumerate(word):
+        if char.isdecimal():
+            return word[:i].strip(), word[i:]
+    raise _Unparsable(word)
+
+
+def _bump(version, index):
+    """blang increment{Major,Minor}Version (strconv.Atoi: an optional sign); '' where Atoi fails."""
+    fields = version.split(".")
+    digits = fields[index].removeprefix("+").removeprefix("-") if fields[index][:1] in "+-" else fields[index]
+    if not digits or not set(digits) <= _NUM or not -(1 << 63) <= int(fields[index]) < 1 << 63:
+        return ""
+    value = int(fields[index]) + 1
+    fields[index] = str(value if value < 1 << 63 else -(1 << 63))
+    return ".".join(fields)
+
+
+def _wildcard(word):
+    """blang expandWildcardVersion for a word with an 'x' in it (its version or anywhere else)."""
+    op, version = _operator(word)
+    fields = version.split(".")
+    kind = len(fields) if fields[-1] == "x" and len(fields) <= 3 else 0  # 3: patch, 2: minor wildcard
+    flat = version.replace(".x.x", ".x", 1).replace(".x", ".0", 1)
+    flat += ".0" if flat.count(".") == 1 else ""
+    before, result_op, bump = {">": ([], ">=", True), ">=": ([], ">=", False), "<": ([], "<", False),
+                               "<=": ([], "<", True), "": ([">=" + flat], "<", True), "=": ([">=" + flat], "<", True),
+                               "==": ([">=" + flat], "<", True), "!=": (["<" + flat], ">=", True),
+                               "!": (["<" + flat], ">=", True)}.get(op, ([], "", False))
+    if not bump:
+        return before + [result_op + flat]
+    return before + [result_op + (_bump(flat, {3: 1, 2: 0}[kind]) if kind in (2, 3) else "")]
+
+
+def _parse_range(expression):
+    """blang ParseRange: alternatives ('||' as a word of its own), each a list of (sign set, version)."""
+    words = _words(expression)
+    if words[:1] == ["||"]:
+        raise _Unparsable(expression)
+    groups = [[]]
+    for word in words:
+        if word == "||":
+            groups.append([])
+        else:
+            groups[-1].append(word)
+    if not groups[-1]:
+        raise _Unparsable(expression)
+    alternatives = []
+    for group in groups:
+        expanded = [w for word in group for w in (_wildcard(word) if "x" in word else [word])]
+        checks = []
+        for word in expanded:
+            op, version = _operator(word)
+            if op not in _OPS:
+                raise _Unparsable(word)
+            checks.append((_OPS[op], _parse_version(version)))
+        alternatives.append(checks)
+    return alternatives
 
 
 def in_range(version, expression):
-    """Whether ``version`` is in a blang/semver range as OLM parses ``olm.skipRange`` ('>=4.9.0 <4.21.1', '||')."""
-    if not expression:
+    """Whether OLM's resolver puts ``version`` in the skipRange ``expression``; False when either does not parse.
+
+    The twin offers the upgrades OLM offers, so an OpenShift build such as 4.21.0-202511121510 is below
+    4.21.0, and a range OLM cannot parse ('>=4.9.0 <4.21', '>=4.9.0||<4.0.0') skips nothing.
+    """
+    try:
+        alternatives = _parse_range(str(expression or ""))
+        have = _parse_tolerant(str(version or ""))
+    except _Unparsable:
         return False
-    have = _semver(version)
-    for alternative in expression.split("||"):
-        ok = True
-        for comparator in alternative.split():
-            op = next((o for o in (">=", "<=", "!=", ">", "<", "==", "=") if comparator.startswith(o)), "")
-            want = _semver(comparator[len(op):])
-            ok = ok and {">=": have >= want, "<=": have <= want, ">": have > want, "<": have < want,
-                         "!=": have != want}.get(op, have == want)
-        if ok:
-            return True
-    return False
+    # An empty alternative ('a || || b') is a nil Range in Go, a panic when reached; it admits nothing here.
+    return any(checks and all(_cmp(have, want) in signs for signs, want in checks) for checks in alternatives)
 
 
 def skip_range(package, version):
