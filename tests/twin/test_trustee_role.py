@@ -30,9 +30,11 @@ def _route_host(handle):
 
 
 def _resolve_for(handle, zone_of=None):
-    """curl-style resolve entries for the route host, from the zone of ``zone_of`` (default: the same twin)."""
+    """curl-style resolve entries for the route host, from the zone of ``zone_of`` (default: the same twin).
+
+    The zone is awaited: right after a twin comes up its router twin has not published it yet."""
     host = _route_host(handle)
-    addr, port = dns.resolve(host, dns.entries((zone_of or handle).kube))
+    addr, port = dns.resolve(host, dns.published((zone_of or handle).kube))
     return [f"{host}:443:{addr}:{port}"]
 
 
