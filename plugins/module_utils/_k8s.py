@@ -16,9 +16,13 @@ import threading
 import time
 import traceback
 
+from ansible.module_utils.common.dict_transformations import dict_merge
+
 try:
     from ansible_collections.kubernetes.core.plugins.module_utils.ansiblemodule import AnsibleModule
+    from ansible_collections.kubernetes.core.plugins.module_utils.apply import annotate
     from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC, WAIT_ARG_SPEC
+    from ansible_collections.kubernetes.core.plugins.module_utils.common import _encode_stringdata
     from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
     from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
     from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import (
@@ -38,6 +42,7 @@ except ImportError:
     KUBERNETES_COLLECTION_IMPORT_ERROR = traceback.format_exc()
     from ansible.module_utils.basic import AnsibleModule
 
+    annotate = _encode_stringdata = None
     AUTH_ARG_SPEC = {}
     WAIT_ARG_SPEC = {}
     AnsibleK8SModule = object
@@ -67,7 +72,7 @@ BACKOFF_MAX = 8.0
 # A line at least this often while a wait sees nothing new, so an hour of rollout is never silent.
 HEARTBEAT_SECONDS = 30
 # The options of kubernetes.core's k8s module that ensure() honours (kubernetes.core's service reads them).
-K8S_OPTIONS = ("merge_type", "wait", "wait_condition", "wait_timeout", "wait_sleep")
+K8S_OPTIONS = ("apply", "merge_type", "wait", "wait_condition", "wait_timeout", "wait_sleep")
 # The longest one watch request stays open; the API server ends watches after 30-60 min anyway.
 WATCH_SECONDS = 300
 
@@ -78,8 +83,10 @@ __all__ = [
     "CoreException",
     "Informer",
     "ResourceTimeout",
+    "WAIT_ARG_SPEC",
     "api_error_message",
     "diff_objects",
+    "holds",
     "transient",
 ]
 
@@ -100,6 +107,25 @@ def api_error_message(exc) -> str:
     if status:
         return "{0} ({1})".format(message or getattr(exc, "reason", ""), status)
     return str(exc)
+
+
+def holds(actual, desired) -> bool:
+    """Whether ``actual`` already says all that ``desired`` says, so patching it with ``desired`` changes nothing.
+
+    Maps are read as a merge patch reads them (a key absent from ``desired`` is left alone, a null one is a
+    removal); lists must match item by item, as a merge patch replaces them whole. A strategic merge can
+    leave a list alone that this judges changed; then the patch is sent and is a no-op, never the reverse.
+    """
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(
+            actual.get(key) is None if value is None else key in actual and holds(actual[key], value)
+            for key, value in desired.items())
+    if isinstance(desired, list):
+        return (isinstance(actual, list) and len(actual) == len(desired)
+                and all(holds(a, d) for a, d in zip(actual, desired)))
+    if isinstance(desired, bool) or isinstance(actual, bool):  # JSON's true is not 1
+        return actual is desired
+    return actual == desired
 
 
 def transient(exc) -> bool:
@@ -301,8 +327,11 @@ class CgpuModule(AnsibleK8SModule):
     def ensure(self, definition, state="present", **options):
         """Create, update or delete one object through kubernetes.core's perform_action (check mode and diff included).
 
-        kubernetes.core's own options decide how: ``merge_type`` (tried in order; its default is
-        strategic-merge, then merge), ``wait`` with ``wait_condition``, ``wait_timeout`` and
+        Compared first: an object that already :func:`holds` the definition is not patched (kubernetes.core
+        sends the patch and judges ``changed`` from its answer, so a re-run that changes nothing would still
+        write); ``apply`` compares the last-applied annotation too, which is how it removes fields.
+        kubernetes.core's own options decide how to write: ``apply``, ``merge_type`` (tried in order; its
+        default is strategic-merge, then merge), ``wait`` with ``wait_condition``, ``wait_timeout`` and
         ``wait_sleep``. A module that declares them with kubernetes.core's specs (``WAIT_ARG_SPEC``, a
         list ``merge_type``) gets them from its task; ``options`` of one call take precedence.
         """
@@ -313,8 +342,25 @@ class CgpuModule(AnsibleK8SModule):
             raise TypeError("ensure() takes kubernetes.core's {0}, not {1}".format(
                 ", ".join(K8S_OPTIONS), ", ".join(sorted(unknown))))
         params.update({k: v for k, v in options.items() if v is not None})
+        if state != "absent" and not params["wait"]:
+            existing = self._held(definition, params["apply"])
+            if existing is not None:
+                return {"changed": False, "method": "unchanged", "result": existing}
         service = K8sService(self.client, _CallView(self, dict(self.params, **params)))
         return perform_action(service, copy.deepcopy(definition), params)
+
+    def _held(self, definition, apply):
+        """The object as it is when it already holds ``definition`` (as ``apply`` would write it), else None."""
+        meta = definition.get("metadata") or {}
+        if not meta.get("name"):
+            return None
+        existing = self.get(definition["apiVersion"], definition["kind"], meta["name"], meta.get("namespace"))
+        if existing is None:
+            return None
+        desired = _encode_stringdata(copy.deepcopy(definition))
+        if apply:
+            desired = dict_merge(desired, annotate(desired))  # as kubernetes.core's apply writes it
+        return existing if holds(existing, desired) else None
 
     def _k8s_options(self):
         """kubernetes.core's options this module declares as kubernetes.core does (a same-named option of another meaning is not one)."""

@@ -171,6 +171,7 @@ def test_ensure_honours_kubernetes_core_options_only_as_kubernetes_core_declares
         return {"changed": False}
 
     monkeypatch.setattr(_k8s, "perform_action", perform)
+    monkeypatch.setattr(CgpuModule, "_held", lambda self, definition, apply: None)  # every object differs
     mod = module(ScriptedClient([], []), wait=True, merge_type=["merge"], wait_timeout=30)
     mod._module.argument_spec = {"wait": dict(_k8s.WAIT_ARG_SPEC["wait"]), "merge_type": {"type": "list"},
                                  "wait_timeout": dict(_k8s.WAIT_ARG_SPEC["wait_timeout"])}
