@@ -1,11 +1,13 @@
 # Copyright: (c) 2026, confidential.gpu contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-# kubernetes.core's action plugin resolves a relative kubeconfig in files/ and decrypts vaulted ones.
+# A pod of the proof can take minutes to boot its confidential guest: the wait prints its heartbeats while it runs
+# (plugin_utils/progress.py); kubernetes.core's action underneath resolves a relative kubeconfig in files/ and
+# decrypts vaulted ones.
 from __future__ import annotations
 
-from ansible_collections.kubernetes.core.plugins.action.k8s_info import ActionModule as K8sActionModule
+from ansible_collections.confidential.gpu.plugins.plugin_utils.progress import ProgressActionModule
 
 
-class ActionModule(K8sActionModule):
+class ActionModule(ProgressActionModule):
     pass

@@ -83,6 +83,9 @@ options:
   log:
     description: Judge this log text instead of reading a pod (no cluster is contacted).
     type: str
+  progress_file:
+    description: Internal, a pipe the action plugin reads progress lines from while the module runs.
+    type: str
 requirements:
   - python >= 3.11
   - kubernetes >= 24.2.0
@@ -136,6 +139,11 @@ result:
   description: The parsed result line, the token replaced by whether there was one.
   returned: when the log had a result line
   type: dict
+progress:
+  description: The lines said while waiting for the pod (heartbeats naming its last state), with the seconds since the wait began.
+  returned: when a pod was waited for
+  type: list
+  elements: str
 """
 
 import copy
@@ -160,6 +168,7 @@ def argspec():
         leeway=dict(type="int", default=30),
         timeout=dict(type="int", default=900),
         log=dict(type="str"),
+        progress_file=dict(type="str"),
     )
 
 
@@ -267,7 +276,7 @@ class SmokeResult(CgpuModule):
         if claims is not None:
             out["claims"] = claims
         if pod_info is not None:
-            out["pod"] = pod_info
+            out["pod"], out["progress"] = pod_info, self.progress_lines
         self.exit_json(**out)
 
 

@@ -5,6 +5,7 @@ kata, twin faults), then cleanup; and in check mode, where nothing runs and no c
 """
 
 import json
+import re
 
 import pytest
 import yaml
@@ -93,3 +94,5 @@ def test_the_proof_passes_refuses_the_negatives_and_cleans_up(proof_twin, run_pl
     cpu = kube.get(path("v1", "configmaps", "trustee-config-attestation-policy-cpu", TRUSTEE_NS))
     assert "confidential.gpu initdata pinning: begin" not in next(iter(cpu["data"].values()))
     assert "tee_keypair" not in output
+    # the wait for each pod says its state while it waits (the action plugin prints the module's progress)
+    assert re.search(r"\[localhost\] +\d+s phase \w+", output), output[-3000:]
