@@ -174,8 +174,6 @@ completeness:
 
 import os
 
-from ansible.module_utils.common.dict_transformations import dict_merge
-
 from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule
 from ansible_collections.confidential.gpu.plugins.module_utils.reference_values import (
     ReferenceValueError,
@@ -273,10 +271,7 @@ class ReferenceValues(CgpuModule):
             "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
             "data": {key: value},
         }
-        if existing is not None and dict_merge(existing, definition) == existing:
-            # Compared before writing: a patch that changes nothing is still a write (and an audit entry).
-            self.exit_json(changed=False, configmap_name=name, **facts)
-        applied = self.ensure(definition)
+        applied = self.ensure(definition)  # sends nothing when the ConfigMap already holds it
         result = dict(changed=applied["changed"], configmap_name=name, **facts)
         if self._diff:
             if "diff" in applied:
