@@ -243,9 +243,9 @@ def ansible_env(extra=None):
 
 @pytest.fixture
 def run_playbook(tmp_path):
-    """run_playbook(playbook_yaml_or_path, env=twin.env(), extra_vars={}, check=False, diff=False, args=[])."""
+    """run_playbook(playbook_yaml_or_path_or_fqcn, env=twin.env(), extra_vars={}, check=False, diff=False, args=[], cwd=REPO)."""
 
-    def run(playbook, env=None, extra_vars=None, check=False, diff=False, args=(), callback="json"):
+    def run(playbook, env=None, extra_vars=None, check=False, diff=False, args=(), callback="json", cwd=REPO):
         if isinstance(playbook, (str,)) and "\n" in playbook or isinstance(playbook, list):
             file = tmp_path / f"playbook-{uuid.uuid4().hex[:6]}.yml"
             file.write_text(playbook if isinstance(playbook, str) else yaml.safe_dump(playbook))
@@ -261,7 +261,30 @@ def run_playbook(tmp_path):
         extra = dict(env or {})
         if callback != "json":
             extra["ANSIBLE_STDOUT_CALLBACK"] = callback
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(extra), cwd=REPO, timeout=900, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(extra), cwd=cwd, timeout=900, check=False)
         return PlaybookRun(proc)
 
     return run
+
+
+# -- the collection as users install it ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def installed_collection(tmp_path_factory):
+    """Build the collection's tarball and install it, offline, into an empty collections path.
+
+    Its dependencies are not installed there: they come from the ``ansible`` package, as on a machine that
+    ran ``pip install ansible`` (ansible-galaxy finds them installed and skips them). Returns
+    ``(tarball, collections_path)``; nothing of the checkout is on that path."""
+    base = tmp_path_factory.mktemp("installed-collection")
+    galaxy = str(Path(sys.executable).parent / "ansible-galaxy")
+    env = dict(_os.environ, ANSIBLE_HOME=str(base / "ansible-home"), ANSIBLE_NOCOLOR="1")
+    env.pop("ANSIBLE_COLLECTIONS_PATH", None)
+    subprocess.run([galaxy, "collection", "build", "--output-path", str(base / "dist"), str(REPO)],
+                   check=True, capture_output=True, text=True, env=env, cwd=base)
+    tarball, = (base / "dist").glob("confidential-gpu-*.tar.gz")
+    installed = base / "collections"
+    subprocess.run([galaxy, "collection", "install", "--offline", "-p", str(installed), str(tarball)],
+                   check=True, capture_output=True, text=True, env=env, cwd=base)
+    return tarball, installed
