@@ -2,13 +2,22 @@
 # The main job, end to end on a fresh clone: set up the toolchain, start a twin of an OpenShift
 # cluster (hardware profile TWIN_PROFILE, default: 3 Intel TDX workers with H100), run the
 # bring-up playbook against it, print the report, and take the twin down (KEEP_TWIN=1 keeps it).
+# The bring-up runs the collection as users take it: built into a tarball, installed offline into an
+# empty collections path, confidential.gpu.site called by its FQCN from a directory outside the checkout.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 ./scripts/setup.sh
 export PATH="$root/.venv/bin:$PATH"
-export ANSIBLE_COLLECTIONS_PATH="$root/build/collections"
 export ANSIBLE_HOME="$root/build/ansible-home"
+# kubernetes.core and community.crypto come from the ansible package, as after `pip install ansible`.
+rm -rf build/dist build/installed-collections
+ansible-galaxy collection build --output-path build/dist . >/dev/null
+ansible-galaxy collection install --offline -p build/installed-collections build/dist/confidential-gpu-*.tar.gz >/dev/null
+echo "confidential.gpu: $(ls build/dist) installed into build/installed-collections"
+export ANSIBLE_COLLECTIONS_PATH="$root/build/installed-collections"
+# No ansible.cfg, playbook or role of the checkout is near the run: only the installed collection.
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/cgpu-demo.XXXXXX")
 profile=${TWIN_PROFILE:-default}
 state="$root/build/demo-twin"
 python -m twin --state-dir "$state" up --profile "$profile"
@@ -24,8 +33,9 @@ tee=$(python -m twin.tee tee --profile "$profile")
 values="$root/build/demo-reference-values.json"
 python -m twin.tee reference-values --profile "$profile" \
   --kernel-cmdline-extra "agent.guest_components_rest_api=all" > "$values"
-ansible-playbook -i localhost, playbooks/site.yml -e @scripts/demo-vars.yml \
+(cd "$run_dir" && ansible-playbook -i localhost, confidential.gpu.site -e "@$root/scripts/demo-vars.yml" \
   -e "{\"trustee_kbs_resolve\": [\"$kbs\"], \"site_report_dir\": \"$root/build/report\",
-       \"trustee_tee\": \"$tee\", \"trustee_reference_values_sources\": [\"$values\"]}" "$@"
+       \"trustee_tee\": \"$tee\", \"trustee_reference_values_sources\": [\"$values\"]}" "$@")
+rm -rf "$run_dir"
 echo
 echo "report: $root/build/report/report.md (kubeconfig of the twin: $K8S_AUTH_KUBECONFIG)"

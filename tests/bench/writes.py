@@ -65,8 +65,11 @@ def probe_namespace_left(kube):
     return kube.get_or_none(path("v1", "namespaces", PROBE_NAMESPACE)) is not None
 
 
-def site_command(cluster, tmp, check=False, extra_vars=None):
-    """ansible-playbook site.yml as scripts/demo.sh runs it, and its environment."""
+def site_command(cluster, tmp, check=False, extra_vars=None, installed=None):
+    """ansible-playbook site.yml with scripts/demo.sh's variables, and its environment.
+
+    From this checkout, or, given ``installed`` (a collections path holding the built collection), as
+    scripts/demo.sh runs it: ``confidential.gpu.site`` by its FQCN from that path alone."""
     python = sys.executable
     state = str(cluster.state)
     kbs = subprocess.run([python, "-m", "twin", "--state-dir", state, "resolve", "kbs-trustee-operator-system"],
@@ -80,12 +83,13 @@ def site_command(cluster, tmp, check=False, extra_vars=None):
     extra = {"trustee_kbs_resolve": [kbs], "site_report_dir": str(Path(tmp) / "report"), "trustee_tee": tee,
              "trustee_reference_values_sources": [str(values)]}
     extra.update(extra_vars or {})
-    cmd = [str(Path(python).parent / "ansible-playbook"), "-i", "localhost,", str(REPO / "playbooks" / "site.yml"),
+    playbook = "confidential.gpu.site" if installed else str(REPO / "playbooks" / "site.yml")
+    cmd = [str(Path(python).parent / "ansible-playbook"), "-i", "localhost,", playbook,
            "-e", "@" + str(REPO / "scripts" / "demo-vars.yml"), "-e", json.dumps(extra)]
     if check:
         cmd += ["--check", "--diff"]
     env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(cluster.kubeconfig),
-               ANSIBLE_COLLECTIONS_PATH=str(REPO / "build" / "collections"),
+               ANSIBLE_COLLECTIONS_PATH=str(installed or REPO / "build" / "collections"),
                ANSIBLE_HOME=str(REPO / "build" / "ansible-home"), ANSIBLE_LOCALHOST_WARNING="false",
                ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_PYTHON_INTERPRETER=python, ANSIBLE_NOCOLOR="1")
     return cmd, env
