@@ -109,8 +109,8 @@ def test_the_execution_environment_builds_on_a_base_image_given_as_a_build_argum
     assert re.search(r'^ARG EE_BASE_IMAGE="[^"]+"$', containerfile, re.M), containerfile[:500]
     assert "FROM $EE_BASE_IMAGE AS base" in containerfile
     refs = re.search(r'^ARG ANSIBLE_INSTALL_REFS="([^"]+)"$', containerfile, re.M).group(1).split()
-    # The image runs the ansible-core the tests run with.
-    assert f"ansible-core=={version('ansible-core')}" in refs, refs
+    # The image runs the ansible-core and ansible-runner the tests run with.
+    assert {f"ansible-core=={version('ansible-core')}", f"ansible-runner=={version('ansible-runner')}"} <= set(refs), refs
 
 
 def test_the_execution_environment_installs_what_the_collection_declares(ee_context, tmp_path):
