@@ -113,7 +113,9 @@ def cluster_policy(version, name="gpu-cluster-policy", cc_mode="on", extra_spec=
         spec["kataManager"] = {"enabled": False}
     if extra_spec:
         spec = _merge(spec, extra_spec)
-    return {"apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy", "metadata": {"name": name}, "spec": spec}
+    # The label marks it as this collection's, for the teardown.
+    return {"apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "confidential.gpu"}}, "spec": spec}
 
 
 def spec_problem(extra_spec):

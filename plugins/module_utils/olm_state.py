@@ -168,8 +168,12 @@ def operator_group_definition(name, namespace):
     }
 
 
-def namespace_definition(namespace):
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+def namespace_definition(namespace, created=False):
+    """The operator's namespace; one this run creates carries the label that tells a teardown it is ours to delete."""
+    meta = {"name": namespace}
+    if created:
+        meta["labels"] = dict(MANAGED_BY)
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
 def subscription_definition(name, namespace, package, source, source_namespace, channel, csv, approval):

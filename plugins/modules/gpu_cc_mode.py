@@ -149,6 +149,7 @@ progress:
   sample: "CC mode 'on' reached on worker-0, worker-1, worker-2 (label changed on worker-0)"
 """
 
+from ansible_collections.confidential.gpu.plugins.module_utils.teardown import LABELS_SET
 from ansible_collections.confidential.gpu.plugins.module_utils import gpu_cc
 from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule, CoreException
 
@@ -216,8 +217,10 @@ class GpuCcMode(CgpuModule):
         for entry in entries:
             entry["changed"] = entry["change_label"]
             if entry["change_label"]:
+                # the annotation tells a teardown that this label is ours to remove
                 self.ensure({"apiVersion": "v1", "kind": "Node",
-                             "metadata": {"name": entry["name"], "labels": {gpu_cc.CC_MODE_LABEL: mode}}})
+                             "metadata": {"name": entry["name"], "labels": {gpu_cc.CC_MODE_LABEL: mode},
+                                          "annotations": {LABELS_SET: gpu_cc.CC_MODE_LABEL}}})
                 diffs.append({"before": {"node": entry["name"], gpu_cc.CC_MODE_LABEL: entry["mode_label"]},
                               "after": {"node": entry["name"], gpu_cc.CC_MODE_LABEL: mode}})
         result = {"changed": bool(changed_nodes), "changed_nodes": changed_nodes}

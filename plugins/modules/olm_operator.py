@@ -378,7 +378,7 @@ class OlmOperator(CgpuModule):
 
         namespace = self.get("v1", "Namespace", self.namespace)
         self.namespace_missing = namespace is None
-        self.apply(olm_state.namespace_definition(self.namespace), namespace)
+        self.apply(olm_state.namespace_definition(self.namespace, created=namespace is None), namespace)
         self.apply(olm_state.operator_group_definition(self.group_name, self.namespace),
                    next((g for g in groups if g["metadata"]["name"] == self.group_name), None))
         sub = self.apply(olm_state.subscription_definition(
