@@ -518,6 +518,15 @@ class KataConfigController(Controller):
                                       {"metadata": {"labels": {KATA_ROLE: None}}})
         self.kube.delete(path(MC_API, CRC_PLURAL, CRC_NAME))  # removeLogLevel
         self.kube.delete(path(MC_API, "machineconfigs", EXTENSION_MC))
+        # The nodes leave kata-oc to rejoin worker, and the finalizer stays until worker is fully updated; only
+        # then kata-oc goes (openshift/sandboxed-containers-operator controllers/openshift_controller.go,
+        # processKataConfigDeleteRequest: "Waiting for MachineConfigPool to be fully updated", targetPool "worker").
+        # Pool and node events bring us back.
+        nodes = self.cache("v1", "nodes").items()
+        target = "master" if converged(nodes) else "worker"  # a compact cluster's nodes stay in master
+        if not pool_done(self.cache(MC_API, "machineconfigpools").get(target)) or any(
+                (_ann(n).get(MCO_CURRENT) or "").startswith("rendered-kata-oc-") for n in nodes):
+            return 5.0
         self.kube.delete(path(MC_API, "machineconfigpools", "kata-oc"))
         finalizers = [f for f in kc["metadata"].get("finalizers") or [] if f != FINALIZER]
         self.kube.merge_patch(path(KC_API, KC_PLURAL, kc["metadata"]["name"]), {"metadata": {"finalizers": finalizers}})
