@@ -143,7 +143,7 @@ def plan(found, pods, pools, nodes, delete_workloads=False, csvs=None):
             stage = {"name": component + " operands", "delete": [ref(o) for o in instances]}
             if component == "sandboxed_containers" and any(o["kind"] == "KataConfig" for o in instances):
                 kata_goes = True
-                # the MCO's rule for which pool a node is in
+                # kata-oc's nodes rejoin worker (without a kata-oc pool, worker's own nodes roll back)
                 moving = _pool_members(KATA_POOL, pools, nodes) or _pool_members("worker", pools, nodes)
                 for node in moving:
                     reboots[node] = reboots.get(node, 0) + 1
