@@ -105,7 +105,11 @@ class ControlPlane:
         return json.loads(self.info_file.read_text())
 
     def _save(self, info):
-        self.info_file.write_text(json.dumps(info, indent=2))
+        # Atomically: the controllers' process reads this file as it starts, while the bring-up rewrites it with
+        # that process's pid; a reader between truncate and write got an empty file and died (JSONDecodeError).
+        partial = self.info_file.with_name(self.info_file.name + ".partial")
+        partial.write_text(json.dumps(info, indent=2))
+        os.replace(partial, self.info_file)
 
     # -- processes ------------------------------------------------------------------------------
 
