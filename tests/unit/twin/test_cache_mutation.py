@@ -16,17 +16,23 @@ from twin.controller import Controller, Manager
 
 
 class _Kube:
+    def __init__(self):
+        self.released = threading.Event()
+
     def list(self, p, **params):
         return {"items": [{"metadata": {"name": "x", "namespace": "ns", "labels": {"a": "1"}}}],
                 "metadata": {"resourceVersion": "1"}}
 
     def watch(self, p, version, **params):
-        threading.Event().wait(0.2)
+        # No event until the test is done: a watch that ended would list again and replace the edited
+        # object with a fresh one before the check looked (the test then failed on a loaded machine).
+        self.released.wait(10)
         return iter(())
 
 
 class _World:
-    kube = _Kube()
+    def __init__(self):
+        self.kube = _Kube()
 
 
 class _Mutator(Controller):
@@ -37,14 +43,17 @@ class _Mutator(Controller):
 
     def __init__(self, world):
         super().__init__(world)
-        self.done = threading.Event()
+        self.checked = threading.Event()
 
     def reconcile(self, key):
         obj = self.cache("v1", "things").get(key[1], key[0])
         if self.copy_first:
             obj = copy.deepcopy(obj)
         obj["metadata"]["labels"]["a"] = "2"  # the bug: editing the shared cached object
-        self.done.set()
+
+    def _check_cache(self, key):
+        super()._check_cache(key)
+        self.checked.set()
 
 
 class _Copier(_Mutator):
@@ -59,9 +68,11 @@ def _run(cls, monkeypatch, caplog):
     manager.add(ctl)
     with caplog.at_level(logging.ERROR, logger="twin"):
         manager.start()
-        assert ctl.done.wait(5)
-        threading.Event().wait(0.2)
+        assert ctl.checked.wait(10)  # the reconcile ran, and the check after it
+        # Stopped before the watch is let go, so nothing lists again and no thread of this run reconciles
+        # (and logs) once the next test runs: CI once failed the copier test on the mutator's message.
         manager.shutdown()
+        manager.world.kube.released.set()
     return [r.getMessage() for r in caplog.records if "cached" in r.getMessage()]
 
 
