@@ -27,6 +27,7 @@ ROLE_LABEL = "machineconfiguration.openshift.io/role"
 LABELS_SET = PREFIX + "labels-set"
 KATA_POOL = "kata-oc"
 KATA_EXTENSION = "50-enable-sandboxed-containers-extension"
+MACHINE_CONFIG = ("machineconfiguration.openshift.io/v1", "MachineConfig")
 
 # (component, its package, its operand kinds), in the order they go: the bring-up's reversed, but the KataConfig
 # before the GPU operator (its uninstall is the reboot; the GPU operator's operands leave no node config behind).
@@ -44,7 +45,7 @@ KINDS = (
     ("v1", "Namespace", False),
     ("operators.coreos.com/v1alpha1", "Subscription", True),
     ("operators.coreos.com/v1", "OperatorGroup", True),
-    ("machineconfiguration.openshift.io/v1", "MachineConfig", False),
+    MACHINE_CONFIG + (False,),
 ) + tuple(sorted({(api, kind, kind not in ("KataConfig", "ClusterPolicy"))
                   for component in COMPONENTS for api, kind in component[2]}))
 
@@ -124,7 +125,7 @@ def plan(found, pods, pools, nodes, delete_workloads=False, csvs=None):
     kata_goes = False
     for component, package, operands in COMPONENTS:
         if component == "tee_hosts":
-            configs = [c for c in found.get(("machineconfiguration.openshift.io/v1", "MachineConfig"), []) if owned(c)]
+            configs = [c for c in found.get(MACHINE_CONFIG, []) if owned(c)]
             if not configs:
                 continue
             roles = sorted({(c["metadata"].get("labels") or {}).get(ROLE_LABEL) for c in configs} - {None})
@@ -134,14 +135,13 @@ def plan(found, pods, pools, nodes, delete_workloads=False, csvs=None):
             for role in live:
                 for node in _pool_members(role, after, nodes):
                     reboots[node] = reboots.get(node, 0) + 1
-            stages.append({"name": "host MachineConfigs", "delete": [ref(c) for c in configs],
+            stages.append({"name": "host MachineConfigs", "delete": [ref(c, *MACHINE_CONFIG) for c in configs],
                            "pools": live, "absent_machine_configs": sorted(c["metadata"]["name"] for c in configs)})
             continue
-        instances = [dict(o, apiVersion=o.get("apiVersion") or api, kind=o.get("kind") or kind)
-                     for api, kind in operands for o in found.get((api, kind), []) if ours(o)]
+        instances = [ref(o, api, kind) for api, kind in operands for o in found.get((api, kind), []) if ours(o)]
         if instances:
-            stage = {"name": component + " operands", "delete": [ref(o) for o in instances]}
-            if component == "sandboxed_containers" and any(o["kind"] == "KataConfig" for o in instances):
+            stage = {"name": component + " operands", "delete": instances}
+            if component == "sandboxed_containers" and any(i["kind"] == "KataConfig" for i in instances):
                 kata_goes = True
                 # kata-oc's nodes rejoin worker (without a kata-oc pool, worker's own nodes roll back)
                 moving = _pool_members(KATA_POOL, pools, nodes) or _pool_members("worker", pools, nodes)

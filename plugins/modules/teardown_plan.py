@@ -107,20 +107,15 @@ SELECTOR = "{0}={1}".format(teardown.MANAGED_BY, teardown.MANAGER)
 
 class TeardownPlan(CgpuModule):
     def execute_module(self):
-        namespaces = self.list("v1", "Namespace", label_selector=SELECTOR)[0]
-        ours = {n["metadata"]["name"] for n in namespaces}
-        found = {("v1", "Namespace"): namespaces}
-        for api_version, kind, namespaced in teardown.KINDS[1:]:
-            # ours by label anywhere; inside a namespace we made, all of them (an operator's own operands too)
-            items = self.list(api_version, kind, label_selector=SELECTOR)[0]
-            if namespaced:
-                for namespace in sorted(ours):
-                    items += [o for o in self.list(api_version, kind, namespace=namespace)[0]
-                              if o not in items]
-            found[(api_version, kind)] = [dict(o, apiVersion=api_version, kind=kind) for o in items]
+        # One list per kind. A namespaced kind is listed whole, since an operator's own operands in a namespace we
+        # made are ours without our label; plan() keeps only what is ours.
+        found = {(api_version, kind): self.list(api_version, kind,
+                                                label_selector=None if namespaced else SELECTOR)[0]
+                 for api_version, kind, namespaced in teardown.KINDS}
         csvs = []
         for namespace in sorted({s["metadata"]["namespace"]
-                                 for s in found[("operators.coreos.com/v1alpha1", "Subscription")]}):
+                                 for s in found[("operators.coreos.com/v1alpha1", "Subscription")]
+                                 if teardown.owned(s)}):
             csvs += self.list("operators.coreos.com/v1alpha1", "ClusterServiceVersion", namespace=namespace)[0]
         pods = self.list("v1", "Pod")[0]
         pools = self.list("machineconfiguration.openshift.io/v1", "MachineConfigPool")[0]
