@@ -28,6 +28,7 @@ from tests.twin.trustee_helpers import (
 )
 from twin import tee
 from twin.kbs.client import KbsClient, KbsClientError, token_claims
+from twin.kbs import config as kbs_config
 from twin.kube import path
 
 pytestmark = pytest.mark.twin
@@ -439,7 +440,6 @@ def test_the_twins_own_kbs_config_is_upstreams_document(profile, tls):
     import tomllib
 
     from tests.conftest import shared_path
-    from twin.kbs import config as kbs_config
 
     upstream = shared_path("trustee", "operator-templates")
     data = kbs_config.tls_data(None, tls)
@@ -458,7 +458,6 @@ def test_the_twins_own_kbs_config_is_upstreams_document(profile, tls):
 
 
 def test_tls_data_precedence_and_cipher_names():
-    from twin.kbs import config as kbs_config
 
     assert kbs_config.tls_data(None, None) == {"TlsProfile": "intermediate"}
     assert kbs_config.tls_data({"spec": {}}, {"profile": "old"}) == {"TlsProfile": "old"}
@@ -484,3 +483,19 @@ def test_the_kbs_workload_claims_only_the_kbs_image():
     assert operator.KbsWorkload().claims(ctx(operator.KBS_IMAGE))
     assert not operator.KbsWorkload().claims(ctx(operator.OPERATOR_IMAGE, ["/secret-converter"]))
     assert operator.SecretConverterWorkload().claims(ctx(operator.OPERATOR_IMAGE, ["/secret-converter"]))
+
+
+def test_the_migration_carries_1_1_plugins_over_as_upstream_does():
+    """migration.go extractPluginsSections / removePluginsSections / transformPluginsToV12, on a 1.1 file."""
+    old = ('[http_server]\nsockets = ["0.0.0.0:8080"]\n\n[[plugins]]\nname = "resource"\ntype = "LocalFs"\n'
+           'dir_path = "/opt/confidential-containers/kbs/repository"\n\n[[plugins]]\nname = "sample"\n\n'
+           '[attestation_token]\ninsecure_header_jwk = false\n')
+    sections = kbs_config.plugins_sections(old)
+    assert sections == ['[[plugins]]\nname = "resource"\ntype = "LocalFs"\n'
+                        'dir_path = "/opt/confidential-containers/kbs/repository"\n', '[[plugins]]\nname = "sample"\n']
+    assert kbs_config.plugins_to_v12(sections) == ['[[plugins]]\nname = "resource"\nstorage_backend_type = "kvstorage"\n',
+                                                   '[[plugins]]\nname = "sample"\n']
+    assert kbs_config.without_plugins_sections(old) == (
+        '[http_server]\nsockets = ["0.0.0.0:8080"]\n\n[attestation_token]\ninsecure_header_jwk = false\n')
+    vault = '[[plugins]]\nname = "resource"\ntype = "Vault"\n'
+    assert kbs_config.plugins_to_v12([vault]) == ['[[plugins]]\nname = "resource"\nstorage_backend_type = "Vault"\n']

@@ -23,7 +23,11 @@ namespace and owned by it:
   replicas and the certificate cache survive reconciles.
 
 ``status.isReady`` mirrors the KbsConfig's. An unknown ``profileType`` falls back to Permissive with
-the log line "Unknown profile type".
+the log line "Unknown profile type". Operator 1.1 (trustee-operator v1.1.0) writes no migration
+annotation; 1.2 does, and its KbsConfig reconciler first migrates what 1.1 left (migration.go
+migrateConfigMapsIfNeeded): a ``<name>.v1.1`` backup of each ConfigMap, kbs-config and the three
+policies deleted for the TrusteeConfig reconciler to make again, the reference-values.json list
+rewritten as ``reference_value``.
 
 KbsConfig → Deployment ``trustee-deployment`` (pods ``app=kbs``; the ``secret-converter`` init
 container of the operator's image flattens ``kbsSecretResources`` into the repository; the pod
@@ -42,6 +46,7 @@ when the pod starts, as the KBS reads its configuration. The process stops when 
 
 import base64
 import copy
+import json
 import logging
 import shutil
 import subprocess
@@ -76,6 +81,9 @@ PORT = 8080
 FINALIZER = "kbsconfig.confidentialcontainers.org/finalizer"  # common.go KbsFinalizerName
 MIGRATION_ANNOTATION = "kbs.confidentialcontainers.org/migrated-from-v1.1.0"  # migration.go MigrationAnnotation
 MIGRATION_VERSION = "v1.2.0"  # migration.go MigrationVersion
+BACKUP_SUFFIX = ".v1.1"  # migration.go BackupSuffix; createConfigMapBackup's annotations:
+BACKUP_OF = "kbs.confidentialcontainers.org/backup-of"
+BACKUP_TIMESTAMP = "kbs.confidentialcontainers.org/backup-timestamp"
 CONFIGMAP_VERSIONS = "kbs.confidentialcontainers.org/configmap-versions"  # getConfigMapVersionAnnotations
 REPO = Path(__file__).resolve().parent.parent.parent
 READY_DESCRIPTION = "TrusteeConfig is ready and KbsConfig is deployed successfully"
@@ -128,7 +136,7 @@ class TrusteeConfigController(Controller):
             return False
 
     def _ensure_configmap(self, namespace, name, key, content, owner, annotated=True):
-        """createOrUpdate*ConfigMap: create when absent (with the migration annotation), else leave it."""
+        """createOrUpdate*ConfigMap: create when absent (with the migration annotation from 1.2 on), else leave it."""
         existing = self.cache("v1", "configmaps").get(name, namespace) or self.kube.get_or_none(
             path("v1", "configmaps", name, namespace))
         if existing is not None:
@@ -216,7 +224,10 @@ class TrusteeConfigController(Controller):
 
         kbs_cm = f"{name}-kbs-config"
         generated = sources.kbs_config(profile, tls, layout)
-        existing = self._ensure_configmap(namespace, kbs_cm, kbs_config.KBS_CONFIG_KEY, generated, owner)
+        # 2c1a593 annotates all four it generates (1711d5a added kbs-config; v1.2.1 left it out, so its first
+        # reconcile "migrated" a fresh one); v1.1.0 knows no annotation.
+        annotated = layout["migrates"]
+        existing = self._ensure_configmap(namespace, kbs_cm, kbs_config.KBS_CONFIG_KEY, generated, owner, annotated)
         if existing is not None:
             # createOrUpdateKbsConfigMap: an existing file only has its TLS lines merged (tlsmerge.go).
             text = (existing.get("data") or {}).get(kbs_config.KBS_CONFIG_KEY, "")
@@ -231,13 +242,13 @@ class TrusteeConfigController(Controller):
             "rvps": f"{name}-rvps-reference-values",
             "resource": f"{name}-resource-policy",
         }
-        self._ensure_configmap(namespace, names["cpu"], kbs_config.CPU_POLICY_KEY, sources.cpu_policy(), owner)
-        self._ensure_configmap(namespace, names["gpu"], kbs_config.GPU_POLICY_KEY, sources.gpu_policy(), owner)
+        self._ensure_configmap(namespace, names["cpu"], kbs_config.CPU_POLICY_KEY, sources.cpu_policy(), owner, annotated)
+        self._ensure_configmap(namespace, names["gpu"], kbs_config.GPU_POLICY_KEY, sources.gpu_policy(), owner, annotated)
         # generateRvpsReferenceValuesConfigMap sets no migration annotation (the KbsConfig reconciler adds it).
         self._ensure_configmap(namespace, names["rvps"], layout["rvps_key"], sources.reference_values(layout), owner,
                                annotated=False)
         self._ensure_configmap(namespace, names["resource"], layout["resource_policy_key"],
-                               sources.resource_policy(profile), owner)
+                               sources.resource_policy(profile), owner, annotated)
 
         auth = f"{name}-auth-secret"
         if self._secret(namespace, auth) is None:
@@ -501,18 +512,119 @@ class KbsConfigController(Controller):
         self.kube.replace(path(API, "kbsconfigs", meta["name"], namespace), body)
         return None
 
-    def _annotate_reference_values(self, namespace, spec, layout):
-        """migrateRvpsConfigMap: a reference-values ConfigMap already in the 1.2 format gets the migration annotation."""
-        name = spec.get("kbsRvpsRefValuesConfigMapName")
-        if not name or layout is not kbs_config.LAYOUTS["1.2"]:
+    # -- migrateConfigMapsIfNeeded (internal/controller/migration.go), a 1.2 operator's first step ------------
+    # Each ConfigMap the KbsConfig names is moved over once; the migration annotation marks it done. Reads are
+    # live, not from the cache: a reconcile right after our own create or delete must see it.
+
+    def _live_configmap(self, namespace, name):
+        return self.kube.get_or_none(path("v1", "configmaps", name, namespace))
+
+    def _annotate(self, cm):
+        """addMigrationAnnotation: a ConfigMap already in the 1.2 format."""
+        meta = cm["metadata"]
+        self.kube.merge_patch(path("v1", "configmaps", meta["name"], meta["namespace"]),
+                              {"metadata": {"annotations": {MIGRATION_ANNOTATION: MIGRATION_VERSION}}})
+
+    def _backup(self, cm):
+        """createConfigMapBackup: a copy named <name>.v1.1 with the original's metadata, kept after the migration."""
+        meta = cm["metadata"]
+        name, namespace = meta["name"] + BACKUP_SUFFIX, meta["namespace"]
+        if self._live_configmap(namespace, name) is not None:
             return
-        cm = self.cache("v1", "configmaps").get(name, namespace)
+        created = meta.get("creationTimestamp", "")
+        stamp = created.replace("T", " ").replace("Z", " +0000 UTC") if created else ""  # metav1.Time String()
+        annotations = dict(meta.get("annotations") or {}, **{BACKUP_OF: meta["name"], BACKUP_TIMESTAMP: stamp})
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+                "data": dict(cm.get("data") or {})}
+        for field in ("labels", "ownerReferences"):
+            if meta.get(field):
+                body["metadata"][field] = copy.deepcopy(meta[field])
+        if cm.get("binaryData"):
+            body["binaryData"] = dict(cm["binaryData"])
+        self.kube.create(path("v1", "configmaps", namespace=namespace), body)
+        log.info("%s/%s: backup of %s made for the migration from 1.1", namespace, name, meta["name"])
+
+    def _migrate_kbs_config(self, namespace, name):
+        """migrateKbsConfigMap: back up and delete a 1.1 kbs-config.toml; once the TrusteeConfig reconciler has
+        made it again, carry the backup's [[plugins]] sections over (mergePluginsFromBackup)."""
+        cm = self._live_configmap(namespace, name)
+        if cm is None or MIGRATION_ANNOTATION in (cm["metadata"].get("annotations") or {}):
+            return  # absent (being made again) or done
+        backup = self._live_configmap(namespace, name + BACKUP_SUFFIX)
+        if backup is not None:
+            old = (backup.get("data") or {}).get(kbs_config.KBS_CONFIG_KEY)
+            plugins = kbs_config.plugins_sections(old) if old is not None else []
+            if not plugins:
+                self.kube.delete(path("v1", "configmaps", backup["metadata"]["name"], namespace))
+                self._annotate(cm)
+                return
+            text = (cm.get("data") or {}).get(kbs_config.KBS_CONFIG_KEY, "")
+            merged = kbs_config.without_plugins_sections(text) + "\n\n" + "\n\n".join(
+                kbs_config.plugins_to_v12(plugins))
+            self.kube.merge_patch(path("v1", "configmaps", name, namespace), {
+                "metadata": {"annotations": {MIGRATION_ANNOTATION: MIGRATION_VERSION}},
+                "data": {kbs_config.KBS_CONFIG_KEY: merged}})
+            log.info("%s/%s: %d plugin section(s) of the 1.1 configuration merged in", namespace, name, len(plugins))
+            return
+        if kbs_config.KBS_CONFIG_KEY not in (cm.get("data") or {}):
+            self._annotate(cm)
+            return
+        self._backup(cm)
+        self.kube.delete(path("v1", "configmaps", name, namespace))
+        log.info("%s/%s: deleted, to be made again in the 1.2 format", namespace, name)
+
+    def _migrate_reference_values(self, namespace, name):
+        """migrateRvpsConfigMap: the reference-values.json list becomes reference_value, name -> base64 of the
+        entry's compact JSON (its name kept in it), after a backup; a list that does not parse is left."""
+        cm = self._live_configmap(namespace, name)
         if cm is None or MIGRATION_ANNOTATION in (cm["metadata"].get("annotations") or {}):
             return
-        if "reference-values.json" in (cm.get("data") or {}):
-            return  # the old format: upstream converts it; the twin leaves it to the user (not modelled)
-        self.kube.merge_patch(path("v1", "configmaps", name, namespace),
-                              {"metadata": {"annotations": {MIGRATION_ANNOTATION: MIGRATION_VERSION}}})
+        old = (cm.get("data") or {}).get("reference-values.json")
+        if old is None:
+            self._annotate(cm)
+            return
+        self._backup(cm)
+        try:
+            entries = json.loads(old)
+        except ValueError:
+            log.info("%s/%s: Failed to parse old RVPS format, skipping migration", namespace, name)
+            return
+        converted = {}
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                # json.Marshal of a map[string]any: keys sorted, no spaces
+                converted[entry["name"]] = _b64(json.dumps(entry, sort_keys=True, separators=(",", ":")))
+        body = copy.deepcopy(cm)
+        data = dict(body.get("data") or {})
+        data.pop("reference-values.json", None)
+        data["reference_value"] = json.dumps(converted, indent=2, sort_keys=True)
+        body["data"] = data
+        body["metadata"].setdefault("annotations", {})[MIGRATION_ANNOTATION] = MIGRATION_VERSION
+        self.kube.replace(path("v1", "configmaps", name, namespace), body)
+        log.info("%s/%s: reference values migrated to the 1.2 format (%d)", namespace, name, len(converted))
+
+    def _migrate_generated(self, namespace, name):
+        """migrateGeneratedPolicyConfigMap: a policy without the annotation is backed up and deleted; the
+        TrusteeConfig reconciler makes it again from the 1.2 templates."""
+        cm = self._live_configmap(namespace, name)
+        if cm is None or MIGRATION_ANNOTATION in (cm["metadata"].get("annotations") or {}):
+            return
+        self._backup(cm)
+        self.kube.delete(path("v1", "configmaps", name, namespace))
+        log.info("%s/%s: deleted, to be made again from the 1.2 templates", namespace, name)
+
+    def _migrate(self, namespace, spec, layout):
+        if not layout["migrates"]:
+            return
+        if spec.get("kbsConfigMapName"):
+            self._migrate_kbs_config(namespace, spec["kbsConfigMapName"])
+        if spec.get("kbsRvpsRefValuesConfigMapName"):
+            self._migrate_reference_values(namespace, spec["kbsRvpsRefValuesConfigMapName"])
+        for field in ("kbsResourcePolicyConfigMapName", "kbsAttestationPolicyConfigMapName",
+                      "kbsGpuAttestationPolicyConfigMapName"):
+            if spec.get(field):
+                self._migrate_generated(namespace, spec[field])
 
     def _configmap_versions(self, namespace, spec):
         """getConfigMapVersionAnnotations: "name:resourceVersion" of each mounted ConfigMap, comma-separated."""
@@ -571,7 +683,7 @@ class KbsConfigController(Controller):
             self._status(kbs, False)
             return None
         layout = kbs_config.layout_for(operator_version(self.cache(OLM, "clusterserviceversions"), namespace))
-        self._annotate_reference_values(namespace, spec, layout)
+        self._migrate(namespace, spec, layout)
         missing = self._missing(namespace, spec)
         if missing:
             # A pod would sit in ContainerCreating on volumes that cannot be set up; say what is missing.

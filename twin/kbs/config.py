@@ -85,12 +85,14 @@ LAYOUTS = {
     # 1.1 (trustee v0.14-v0.18 inside): the RVPS reads a list file named by the old
     # [attestation_service.rvps_config.storage] table, and the operator has no configmap-versions
     # rollouts (they arrived in trustee-operator v1.2.0; v1.1.0's updateKbsDeployment rewrites only
-    # the template's spec), so a KBS there restarts only when someone restarts it.
+    # the template's spec), so a KBS there restarts only when someone restarts it. ``migrates``: from
+    # v1.2.0 the KbsConfig reconciler first moves what a 1.1 operator left over (migration.go, absent in
+    # v1.1.0) and the generated ConfigMaps carry its annotation.
     "1.1": {"rvps_key": "reference-values.json", "rvps_empty": "[]", "resource_policy_key": "policy.rego",
             "nvidia_remote": False, "rvps_list_file": "/opt/confidential-containers/rvps/reference-values.json",
-            "rollouts": False},
+            "rollouts": False, "migrates": False},
     "1.2": {"rvps_key": REFERENCE_VALUES_KEY, "rvps_empty": None, "resource_policy_key": RESOURCE_POLICY_KEY,
-            "nvidia_remote": True, "rvps_list_file": None, "rollouts": True},
+            "nvidia_remote": True, "rvps_list_file": None, "rollouts": True, "migrates": True},
 }
 DEFAULT_LAYOUT = "1.2"
 
@@ -451,6 +453,60 @@ def drop_table(text, name):
 
 _TLS_PREFIXES = ("tls_profile =", "tls_min_version =", "tls_max_version =", "tls_ciphers =", "tls_groups =",
                  "# TLS configuration")
+
+
+# -- the 1.1 -> 1.2 migration of kbs-config.toml's [[plugins]] (trustee-operator migration.go) -----------
+# Line-based as upstream is: a plugin section runs from its "[[plugins]]" line to the next line that starts
+# with "[" (that header belongs to what follows).
+
+
+def plugins_sections(text):
+    """extractPluginsSections: each [[plugins]] section of ``text``, its lines joined."""
+    sections, current = [], None
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped == "[[plugins]]":
+            if current:
+                sections.append("\n".join(current))
+            current = [line]
+        elif current is not None:
+            if stripped.startswith("["):
+                sections.append("\n".join(current))
+                current = None
+            else:
+                current.append(line)
+    if current:
+        sections.append("\n".join(current))
+    return sections
+
+
+def without_plugins_sections(text):
+    """removePluginsSections: ``text`` less its [[plugins]] sections."""
+    kept, inside = [], False
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped == "[[plugins]]":
+            inside = True
+        elif inside and stripped.startswith("["):
+            inside = False
+            kept.append(line)
+        elif not inside:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def plugins_to_v12(sections):
+    """transformPluginsToV12: the resource plugin's 1.1 ``type`` becomes 1.2's ``storage_backend_type``
+    (LocalFs is kvstorage and loses its dir_path; Vault keeps its name); other plugins stay as they are."""
+    out = []
+    for section in sections:
+        if 'name = "resource"' in section and 'type = "LocalFs"' in section:
+            section = section.replace('type = "LocalFs"', 'storage_backend_type = "kvstorage"')
+            section = "\n".join(line for line in section.split("\n") if "dir_path =" not in line)
+        elif 'name = "resource"' in section and 'type = "Vault"' in section:
+            section = section.replace('type = "Vault"', 'storage_backend_type = "Vault"')
+        out.append(section)
+    return out
 
 
 def _is_tls_line(stripped):
