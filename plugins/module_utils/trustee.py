@@ -228,6 +228,47 @@ def configmap_versions_state(deployment, kbsconfig_spec, configmaps):
     return True, "the KBS pods mount the current ConfigMaps"
 
 
+# From operator 1.2 the KbsConfig reconciler first moves what a 1.1 operator left over, each ConfigMap once,
+# and marks it (openshift/trustee-operator internal/controller/migration.go, absent from v1.1.0): the KBS
+# configuration and the policies are deleted and made again from the 1.2 templates, the reference values
+# rewritten from the reference-values.json list to reference_value. Until each carries the mark, an edit may
+# land on a ConfigMap about to be replaced.
+MIGRATION_ANNOTATION = "kbs.confidentialcontainers.org/migrated-from-v1.1.0"
+MIGRATES_SINCE = (1, 2)
+
+
+def operator_version(csvs):
+    """The version of the Succeeded trustee-operator CSV among ``csvs`` (spec.version), or None."""
+    for csv in csvs or []:
+        if csv["metadata"]["name"].startswith("trustee-operator.") and \
+                ((csv.get("status") or {}).get("phase")) == "Succeeded":
+            return (csv.get("spec") or {}).get("version") or csv["metadata"]["name"].split(".v", 1)[-1]
+    return None
+
+
+def migrates(version):
+    """Whether an operator of this version migrates (1.2 or later); not when the version does not parse."""
+    match = re.match(r"^v?(\d+)\.(\d+)", str(version or ""))
+    return bool(match) and (int(match.group(1)), int(match.group(2))) >= MIGRATES_SINCE
+
+
+def migration_state(version, kbsconfig_spec, configmaps):
+    """(the operator has migrated every ConfigMap the KbsConfig names, message); ``configmaps`` maps name to the
+    ConfigMap or None."""
+    if not migrates(version):
+        return True, "operator {0} migrates no ConfigMaps".format(version or "(version unknown)")
+    for field in VERSIONED_CONFIGMAP_FIELDS:
+        name = (kbsconfig_spec or {}).get(field)
+        if not name:
+            continue
+        configmap = configmaps.get(name)
+        if configmap is None:
+            return False, "ConfigMap {0} is gone, for the operator to make it again in the 1.2 format".format(name)
+        if MIGRATION_ANNOTATION not in (configmap["metadata"].get("annotations") or {}):
+            return False, "ConfigMap {0} is not migrated from the 1.1 format yet".format(name)
+    return True, "operator {0} has migrated its ConfigMaps".format(version)
+
+
 def trusteeconfig_state(trusteeconfig):
     if not trusteeconfig:
         return False, "TrusteeConfig does not exist"

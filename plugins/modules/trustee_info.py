@@ -43,7 +43,9 @@ options:
     default: false
   wait_for:
     description:
-      - V(route) the Route is admitted; V(generated) the operator generated its ConfigMaps and the KbsConfig, and its
+      - V(route) the Route is admitted; V(generated) the operator generated its ConfigMaps and the KbsConfig, an
+        operator of 1.2 or later has migrated each ConfigMap a 1.1 operator left (the
+        C(kbs.confidentialcontainers.org/migrated-from-v1.1.0) annotation; after an upgrade it replaces them), and its
         copies of the TLS secrets (C(<name>-https-*), C(<name>-attestation-*)) hold the current key and certificate;
         V(ready) the TrusteeConfig is ready and the KBS Deployment rolled out and Available, with operator 1.2 onto
         the current version of every ConfigMap it mounts (its C(configmap-versions) pod annotation).
@@ -129,6 +131,9 @@ from ansible_collections.confidential.gpu.plugins.module_utils.trustee import (
     TrusteeConfigError,
     configmap_versions_state,
     deployment_state,
+    migrates,
+    migration_state,
+    operator_version,
     route_state,
     summary,
     trusteeconfig_state,
@@ -169,6 +174,7 @@ class TrusteeInfo(CgpuModule):
                 self._wait(API, "KbsConfig", "{0}-kbs-config".format(name),
                            lambda k: (k is not None, "KbsConfig generated" if k else "KbsConfig not generated yet"),
                            deadline, "the operator to generate {0}-kbs-config".format(name))
+                self._wait_migrated(deadline)
                 self._wait_split_secrets(deadline)
             if "ready" in p["wait_for"]:
                 self._wait("apps/v1", "Deployment", DEPLOYMENT, self._rolled_out_on_current_config, deadline,
@@ -193,6 +199,20 @@ class TrusteeInfo(CgpuModule):
         configmaps = {name: self.get("v1", "ConfigMap", name, ns) for name in names}
         current, why = configmap_versions_state(deployment, spec, configmaps)
         return (True, message) if current else (False, why)
+
+    def _wait_migrated(self, deadline):
+        """Wait until an operator of 1.2 or later has migrated the ConfigMaps a 1.1 operator left (after an upgrade)."""
+        ns = self.params["namespace"]
+        version = operator_version(self.list("operators.coreos.com/v1alpha1", "ClusterServiceVersion", namespace=ns)[0])
+        if not migrates(version):
+            return
+        spec = (self.get(API, "KbsConfig", "{0}-kbs-config".format(self.params["name"]), ns) or {}).get("spec") or {}
+
+        def migrated(objects):
+            return migration_state(version, spec, {name: cm for (_ns, name), cm in objects.items()})
+
+        self.watch_until("v1", "ConfigMap", migrated, max(1, int(deadline - time.monotonic())),
+                         "operator {0} to migrate the ConfigMaps of a 1.1 operator".format(version), namespace=ns)
 
     def _wait_split_secrets(self, deadline):
         """Wait until the operator's copies of the TLS secrets hold the current key and certificate.

@@ -218,6 +218,42 @@ def test_role_sets_the_nvidia_verifier_remote_on_an_operator_without_it(twin_fac
     assert got.value == b"success"
 
 
+MIGRATED = "kbs.confidentialcontainers.org/migrated-from-v1.1.0"
+OPERATOR_CONFIGMAPS = ("kbs-config", "rvps-reference-values", "resource-policy", "attestation-policy-cpu",
+                       "attestation-policy-gpu")
+
+
+def test_an_upgrade_from_1_1_waits_for_the_operators_migration_and_attests_after_it(twin_factory, run_playbook,
+                                                                                    tmp_path):
+    """Operator 1.2 moves what 1.1 left before it deploys (openshift/trustee-operator migration.go): the KBS
+    configuration and the policies deleted and made again, the reference values rewritten as reference_value,
+    a <name>.v1.1 backup of each. The role waits for that before it edits them, so its edits are not lost."""
+    handle = twin_factory("default", name="migration")
+    profile = _profile(handle)
+    sources, node = _reference_values_file(tmp_path, profile)
+    role_vars = {"trustee_operator_version": "1.1.0", "trustee_reference_values_sources": [sources],
+                 "trustee_tee": "tdx", "trustee_kbs_resolve": _resolve_for(handle)}
+    _outputs(run_playbook(_playbook(role_vars), env=handle.env()))
+    rvps = handle.kube.get(path("v1", "configmaps", "trustee-config-rvps-reference-values", NS))
+    assert list(rvps["data"]) == ["reference-values.json"] and MIGRATED not in (rvps["metadata"].get("annotations") or {})
+    out = _outputs(run_playbook(_playbook(dict(role_vars, trustee_operator_version="1.2.1")), env=handle.env()))
+    for short in OPERATOR_CONFIGMAPS:
+        name = "trustee-config-" + short
+        cm = handle.kube.get(path("v1", "configmaps", name, NS))
+        assert cm["metadata"]["annotations"][MIGRATED] == "v1.2.0", name
+        backup = handle.kube.get(path("v1", "configmaps", name + ".v1.1", NS))
+        assert backup["metadata"]["annotations"]["kbs.confidentialcontainers.org/backup-of"] == name
+    rvps = handle.kube.get(path("v1", "configmaps", "trustee-config-rvps-reference-values", NS))
+    assert list(rvps["data"]) == ["reference_value"]
+    records = {k: json.loads(base64.b64decode(v)) for k, v in json.loads(rvps["data"]["reference_value"]).items()}
+    assert records["mr_td"]["name"] == "mr_td" and records["mr_td"]["value"], records["mr_td"]
+    toml = initdata.render(out["url"], kbs_cert=out["ca"])
+    got = Attested(out["url"], out["ca"], dns.entries(handle.kube), node, profile, toml,
+                   "default/attestation-status/status")
+    assert got.claims["submods"]["cpu0"]["ear.status"] == "affirming", got.claims["submods"]["cpu0"]
+    assert got.value == b"success"
+
+
 def _secret_data(handle, name):
     return (handle.kube.get_or_none(path("v1", "secrets", name, NS)) or {}).get("data") or {}
 

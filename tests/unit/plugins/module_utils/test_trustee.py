@@ -151,3 +151,45 @@ def test_configmap_versions_must_name_the_current_version_of_every_mounted_confi
     assert not ok and "tc-rvps-reference-values" in message
     # An operator before 1.2 has no such annotation: nothing to compare, the role restarts the KBS itself.
     assert t.configmap_versions_state(_with_versions(None), spec, cms)[0] is True
+
+
+# -- the 1.2 operator's migration of what 1.1 left ------------------------------------------------------
+
+SPEC = {"kbsConfigMapName": "tc-kbs-config", "kbsRvpsRefValuesConfigMapName": "tc-rvps-reference-values",
+        "kbsAttestationPolicyConfigMapName": "tc-attestation-policy-cpu"}
+
+
+def _cm(name, migrated=True):
+    annotations = {t.MIGRATION_ANNOTATION: "v1.2.0"} if migrated else {}
+    return {"metadata": {"name": name, "annotations": annotations}}
+
+
+def _csv(name, phase):
+    return {"metadata": {"name": name}, "spec": {"version": name.split(".v", 1)[1]}, "status": {"phase": phase}}
+
+
+def test_the_version_is_the_succeeded_trustee_csvs():
+    csvs = [_csv("gpu-operator-certified.v26.3.3", "Succeeded"), _csv("trustee-operator.v1.1.0", "Replacing"),
+            _csv("trustee-operator.v1.2.1", "Succeeded")]
+    assert t.operator_version(csvs) == "1.2.1"
+    assert t.operator_version(csvs[:2]) is None
+
+
+@pytest.mark.parametrize("version, migrates", [("1.1.0", False), ("v1.2.1", True), ("1.10.0", True),
+                                               ("0.19.0", False), (None, False), ("next", False)])
+def test_only_operators_from_1_2_migrate(version, migrates):
+    assert t.migrates(version) is migrates
+
+
+def test_migration_waits_for_each_configmap_to_be_made_again_and_marked():
+    names = list(SPEC.values())
+    done, message = t.migration_state("1.2.1", SPEC, {n: _cm(n) for n in names})
+    assert done, message
+    gone = {n: _cm(n) for n in names if n != "tc-kbs-config"}
+    assert t.migration_state("1.2.1", SPEC, gone) == (
+        False, "ConfigMap tc-kbs-config is gone, for the operator to make it again in the 1.2 format")
+    unmarked = dict(gone, **{"tc-kbs-config": _cm("tc-kbs-config", migrated=False)})
+    assert t.migration_state("1.2.1", SPEC, unmarked) == (
+        False, "ConfigMap tc-kbs-config is not migrated from the 1.1 format yet")
+    # an operator that does not migrate is never waited for
+    assert t.migration_state("1.1.0", SPEC, {})[0] is True
