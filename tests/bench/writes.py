@@ -65,8 +65,8 @@ def probe_namespace_left(kube):
     return kube.get_or_none(path("v1", "namespaces", PROBE_NAMESPACE)) is not None
 
 
-def site_command(cluster, tmp, check=False, extra_vars=None, installed=None):
-    """ansible-playbook site.yml with scripts/demo.sh's variables, and its environment.
+def site_command(cluster, tmp, check=False, extra_vars=None, installed=None, playbook="site"):
+    """ansible-playbook site.yml (or another of playbooks/) with scripts/demo.sh's variables, and its environment.
 
     From this checkout, or, given ``installed`` (a collections path holding the built collection), as
     scripts/demo.sh runs it: ``confidential.gpu.site`` by its FQCN from that path alone."""
@@ -83,7 +83,7 @@ def site_command(cluster, tmp, check=False, extra_vars=None, installed=None):
     extra = {"trustee_kbs_resolve": [kbs], "site_report_dir": str(Path(tmp) / "report"), "trustee_tee": tee,
              "trustee_reference_values_sources": [str(values)]}
     extra.update(extra_vars or {})
-    playbook = "confidential.gpu.site" if installed else str(REPO / "playbooks" / "site.yml")
+    playbook = "confidential.gpu." + playbook if installed else str(REPO / "playbooks" / (playbook + ".yml"))
     cmd = [str(Path(python).parent / "ansible-playbook"), "-i", "localhost,", playbook,
            "-e", "@" + str(REPO / "scripts" / "demo-vars.yml"), "-e", json.dumps(extra)]
     if check:

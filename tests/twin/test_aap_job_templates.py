@@ -104,6 +104,6 @@ def test_the_shipped_job_templates_get_their_surveys_and_the_kubeconfig_stays_ou
     # No controller listens on 127.0.0.1:9: the first write is where it stops, with every survey made.
     assert run.rc != 0
     surveys = run.results(f"{PREFIX}Make each job template's survey from the roles' argument specs")[0]["results"]
-    assert [r["item"]["name"] for r in surveys] == ["preflight", "site", "smoke", "teardown"]
+    assert [r["item"]["name"] for r in surveys] == ["preflight", "site", "smoke", "teardown", "upgrade"]
     assert run.results(f"{PREFIX}A credential type that hands each job the cluster's kubeconfig")[0].get("failed")
     assert "a secret" not in run.stdout + run.stderr
