@@ -1,4 +1,4 @@
-"""``python -m twin up|down|status|kubeconfig|profiles|build``: the twin cluster's command line."""
+"""``python -m twin up|down|status|kubeconfig|resolve|profiles|profile-from-cluster|build``: the twin cluster's command line."""
 
 import argparse
 import json
@@ -23,12 +23,32 @@ def main(argv=None):
     rs = sub.add_parser("resolve", help="print HOST:443:ADDR:PORT (curl --resolve style) for a route host of the twin")
     rs.add_argument("host", help="a host name, or a route's <name>-<namespace> (the apps domain is added)")
     sub.add_parser("profiles", help="list the shipped hardware profiles")
+    pf = sub.add_parser("profile-from-cluster", help="write a hardware profile of a live cluster (reads only), for 'up --profile'")
+    pf.add_argument("--kubeconfig", help="the cluster's kubeconfig (default: KUBECONFIG, then ~/.kube/config)")
+    pf.add_argument("--context", help="a context of that kubeconfig")
+    pf.add_argument("-o", "--output", help="the profile file to write (default: standard output)")
     sub.add_parser("build", help="build the control-plane binaries and the attestation engine now (normally done on first use)")
     args = parser.parse_args(argv)
 
     if args.command == "profiles":
         for name in profiles.available():
             print(f"{name:24} {profiles.load(name).get('description', '')}")
+        return 0
+    if args.command == "profile-from-cluster":
+        import yaml
+
+        from . import from_cluster
+
+        profile = from_cluster.profile_from(from_cluster.read(args.kubeconfig, args.context))
+        profiles.expand(profile)  # what 'up' will take, or the error it would give
+        text = yaml.safe_dump(profile, sort_keys=False)
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        else:
+            sys.stdout.write(text)
+        print("not shown by the cluster, the twin's defaults stand in:\n  " + "\n  ".join(profile["unknown"]),
+              file=sys.stderr)
         return 0
     if args.command == "build":
         print(build.ensure_binaries())
