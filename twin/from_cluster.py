@@ -47,8 +47,10 @@ def _quantity_gib(text):
 
 
 def _features_by_node(node_features):
+    """Node name -> features; nfd-worker's own NodeFeature (named after its node) wins over others for it."""
     found = {}
-    for nf in node_features or []:
+    for nf in sorted(node_features or [], key=lambda o: o["metadata"].get("name") == (
+            (o["metadata"].get("labels") or {}).get(NODE_NAME_LABEL))):
         meta = nf.get("metadata") or {}
         name = (meta.get("labels") or {}).get(NODE_NAME_LABEL) or meta.get("name")
         found[name] = (nf.get("spec") or {}).get("features") or {}
