@@ -5,4 +5,6 @@ from Go modules on first use) plus Python controllers that act as the operators 
 hardware profile.
 """
 
+# The collection's version (galaxy.yml): the twin ships with it (twin/pyproject.toml).
+__version__ = "0.1.0"
 KUBERNETES_VERSION = "v1.34.4"

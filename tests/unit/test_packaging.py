@@ -178,3 +178,11 @@ def test_ansible_doc_renders_every_module_filter_and_role_from_the_installed_col
             if kind != "role":
                 assert body.get("short_description") and body.get("description"), name
                 assert doc.get("examples"), f"{name} has no EXAMPLES"
+
+
+def test_the_twin_is_versioned_with_the_collection():
+    """twin/pyproject.toml reads its version from twin.__version__ (tests/twin/test_twin_wheel.py builds the wheel)."""
+    import twin
+
+    assert twin.__version__ == GALAXY["version"]
+    assert 'version = {attr = "twin.__version__"}' in (REPO / "twin" / "pyproject.toml").read_text()
