@@ -7,12 +7,15 @@ The bring-up (site.yml, without the proof) pins NFD 4.21.0, OSC 1.12.0, the GPU 
 * ``upgrade.yml --check`` prints the plan and writes nothing;
 * a path the catalog does not offer is refused before any write, naming the operator and why;
 * ``upgrade.yml`` moves all four (each InstallPlan approved, nothing past the target), proves the result with the
-  new values (4.21.9 alone) accepted beside the current ones, retires the 4.21.8 values and proves it again.
+  new values (4.21.9 alone) accepted beside the current ones, retires the 4.21.8 values and proves it again;
+* values of a release the cluster does not run (4.21.10) are not retired into: the proof without the current
+  ones fails and both sets stay.
 """
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +124,21 @@ def test_upgrade_moves_every_operator_proves_it_and_retires_the_old_values(older
     proof = json.loads((tmp / "report" / "report.json").read_text())["proof"]
     print("upgrade: the proof after it:", json.dumps([(c["name"], c["status"]) for c in proof["checks"]]))
     assert proof["ran"] is True and proof["passed"] is True, proof
+
+
+def test_retiring_values_the_guests_do_not_measure_is_undone(older):
+    """New values for a release the cluster does not run: the proof with both sets passes, the one with the new
+    set alone fails, and Trustee is left accepting both, the run saying why."""
+    handle, tmp, values, (both, _new) = older
+    elsewhere = _values(tmp, "values-4.21.10.json", "4.21.10")
+    # The positive pod is what fails here; the refused-pod cases of the proof are left out (tested above).
+    proc = _run(handle, tmp, "upgrade", dict(NEW, trustee_reference_values_sources=values[
+        "upgrade_reference_values_sources"], upgrade_reference_values_sources=[str(elsewhere)], smoke_twin_faults=False))
+    assert proc.returncode != 0
+    assert "With only the new reference values" in proc.stdout and "Trustee accepts both sets again" in proc.stdout, \
+        proc.stdout[-5000:]
+    accepted = set(_accepted_mr_td(handle.kube))
+    current = Path(values["upgrade_reference_values_sources"][0])
+    assert set(_mr_td(elsewhere)) | set(_mr_td(current)) <= accepted, accepted
+    proof = json.loads((tmp / "report" / "report.json").read_text())["proof"]
+    assert proof["passed"] is False, proof
