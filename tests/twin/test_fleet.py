@@ -37,8 +37,8 @@ def _host_vars(handle, profile, tmp):
             "trustee_reference_values_sources": [str(values)]}
 
 
-def test_site_over_three_clusters_at_once_keeps_reports_apart_and_a_broken_one_stops_only_itself(twin_factory,
-                                                                                                  tmp_path):
+def test_site_over_three_clusters_at_once_keeps_reports_apart_and_a_broken_one_stops_only_itself(
+        twin_factory, tmp_path):
     handles = {name: twin_factory(profile, name="fleet-" + name) for name, profile in CLUSTERS.items()}
     inventory = {"clusters": {"hosts": {name: _host_vars(handles[name], profile, tmp_path)
                                         for name, profile in CLUSTERS.items()}}}
