@@ -519,6 +519,19 @@ class KbsConfigController(Controller):
     def _live_configmap(self, namespace, name):
         return self.kube.get_or_none(path("v1", "configmaps", name, namespace))
 
+    def _unmigrated(self, namespace, name):
+        """The ConfigMap, read live, when it is there without the migration annotation; else None.
+
+        Every reconcile asks, so the cache answers the common case: a ConfigMap it holds with the
+        annotation is done (nothing takes the annotation away)."""
+        cached = self.cache("v1", "configmaps").get(name, namespace)
+        if cached is not None and MIGRATION_ANNOTATION in (cached["metadata"].get("annotations") or {}):
+            return None
+        cm = self._live_configmap(namespace, name)
+        if cm is None or MIGRATION_ANNOTATION in (cm["metadata"].get("annotations") or {}):
+            return None
+        return cm
+
     def _annotate(self, cm):
         """addMigrationAnnotation: a ConfigMap already in the 1.2 format."""
         meta = cm["metadata"]
@@ -548,9 +561,9 @@ class KbsConfigController(Controller):
     def _migrate_kbs_config(self, namespace, name):
         """migrateKbsConfigMap: back up and delete a 1.1 kbs-config.toml; once the TrusteeConfig reconciler has
         made it again, carry the backup's [[plugins]] sections over (mergePluginsFromBackup)."""
-        cm = self._live_configmap(namespace, name)
-        if cm is None or MIGRATION_ANNOTATION in (cm["metadata"].get("annotations") or {}):
-            return  # absent (being made again) or done
+        cm = self._unmigrated(namespace, name)
+        if cm is None:
+            return
         backup = self._live_configmap(namespace, name + BACKUP_SUFFIX)
         if backup is not None:
             old = (backup.get("data") or {}).get(kbs_config.KBS_CONFIG_KEY)
@@ -577,8 +590,8 @@ class KbsConfigController(Controller):
     def _migrate_reference_values(self, namespace, name):
         """migrateRvpsConfigMap: the reference-values.json list becomes reference_value, name -> base64 of the
         entry's compact JSON (its name kept in it), after a backup; a list that does not parse is left."""
-        cm = self._live_configmap(namespace, name)
-        if cm is None or MIGRATION_ANNOTATION in (cm["metadata"].get("annotations") or {}):
+        cm = self._unmigrated(namespace, name)
+        if cm is None:
             return
         old = (cm.get("data") or {}).get("reference-values.json")
         if old is None:
@@ -607,8 +620,8 @@ class KbsConfigController(Controller):
     def _migrate_generated(self, namespace, name):
         """migrateGeneratedPolicyConfigMap: a policy without the annotation is backed up and deleted; the
         TrusteeConfig reconciler makes it again from the 1.2 templates."""
-        cm = self._live_configmap(namespace, name)
-        if cm is None or MIGRATION_ANNOTATION in (cm["metadata"].get("annotations") or {}):
+        cm = self._unmigrated(namespace, name)
+        if cm is None:
             return
         self._backup(cm)
         self.kube.delete(path("v1", "configmaps", name, namespace))
