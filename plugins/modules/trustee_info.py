@@ -123,6 +123,7 @@ egress:
 import time
 
 from ansible_collections.confidential.gpu.plugins.module_utils._k8s import CgpuModule, CoreException
+from ansible_collections.confidential.gpu.plugins.module_utils.olm_state import operator_label
 from ansible_collections.confidential.gpu.plugins.module_utils.trustee import (
     DEPLOYMENT,
     SERVICE,
@@ -157,8 +158,9 @@ class TrusteeInfo(CgpuModule):
         def condition(objects):
             return test(objects.get((self.params["namespace"], name)))
 
-        self.watch_until(api_version, kind, condition, remaining, what, namespace=self.params["namespace"],
-                         field_selector="metadata.name={0}".format(name))
+        objects = self.watch_until(api_version, kind, condition, remaining, what, namespace=self.params["namespace"],
+                                   field_selector="metadata.name={0}".format(name))
+        return objects.get((self.params["namespace"], name))
 
     def execute_module(self):
         p = self.params
@@ -171,10 +173,10 @@ class TrusteeInfo(CgpuModule):
             if "generated" in p["wait_for"] or "ready" in p["wait_for"]:
                 if self.resource(API, "KbsConfig") is None:
                     raise CoreException("the cluster does not serve KbsConfig: is the Trustee operator installed?")
-                self._wait(API, "KbsConfig", "{0}-kbs-config".format(name),
-                           lambda k: (k is not None, "KbsConfig generated" if k else "KbsConfig not generated yet"),
-                           deadline, "the operator to generate {0}-kbs-config".format(name))
-                self._wait_migrated(deadline)
+                kbsconfig = self._wait(API, "KbsConfig", "{0}-kbs-config".format(name),
+                                       lambda k: (k is not None, "KbsConfig generated" if k else "KbsConfig not generated yet"),
+                                       deadline, "the operator to generate {0}-kbs-config".format(name))
+                self._wait_migrated(kbsconfig, deadline)
                 self._wait_split_secrets(deadline)
             if "ready" in p["wait_for"]:
                 self._wait("apps/v1", "Deployment", DEPLOYMENT, self._rolled_out_on_current_config, deadline,
@@ -200,13 +202,16 @@ class TrusteeInfo(CgpuModule):
         current, why = configmap_versions_state(deployment, spec, configmaps)
         return (True, message) if current else (False, why)
 
-    def _wait_migrated(self, deadline):
+    def _wait_migrated(self, kbsconfig, deadline):
         """Wait until an operator of 1.2 or later has migrated the ConfigMaps a 1.1 operator left (after an upgrade)."""
         ns = self.params["namespace"]
-        version = operator_version(self.list("operators.coreos.com/v1alpha1", "ClusterServiceVersion", namespace=ns)[0])
+        # Only Trustee's own CSVs (OLM's operator label), not the copies every global operator leaves in the namespace.
+        csvs = self.list("operators.coreos.com/v1alpha1", "ClusterServiceVersion", namespace=ns,
+                         label_selector=operator_label("trustee-operator", ns))[0]
+        version = operator_version(csvs)
         if not migrates(version):
             return
-        spec = (self.get(API, "KbsConfig", "{0}-kbs-config".format(self.params["name"]), ns) or {}).get("spec") or {}
+        spec = (kbsconfig or {}).get("spec") or {}
 
         def migrated(objects):
             return migration_state(version, spec, {name: cm for (_ns, name), cm in objects.items()})
