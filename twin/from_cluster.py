@@ -28,7 +28,9 @@ NFD_FEATURES = ("nfd.k8s-sigs.io/v1alpha1", "NodeFeature")
 NODE_NAME_LABEL = "nfd.node.kubernetes.io/node-name"
 ROLE_PREFIX = "node-role.kubernetes.io/"
 ROLES = ("control-plane", "master", "worker")
-VENDORS = {"Intel": "intel", "GenuineIntel": "intel", "AMD": "amd", "AuthenticAMD": "amd"}
+# nfd-worker's cpu.model vendor_id: cpuid.CPU.VendorID.String() (node-feature-discovery getCPUModel), whose
+# klauspost/cpuid/v2 Vendor names are "Intel" and "AMD".
+VENDORS = {"Intel": "intel", "AMD": "amd"}
 NVIDIA = "10de"
 GPU_CLASSES = ("0302", "0300")
 # Fields the API cannot show; the twin's defaults stand in for them.
